@@ -1,0 +1,42 @@
+import {Args} from '@oclif/core';
+
+import {DtrainCommand} from '../../cli/base-command.js';
+import {ExitCode} from '../../cli/errors.js';
+import {backendFlag} from '../../cli/flags.js';
+import {formatTable} from '../../cli/table.js';
+import {type BackendChoice, describeBackend, initBackend} from '../../engine/backend.js';
+import {readSafetensors} from '../../model/safetensors.js';
+import {type VerifyReport, verifyReference} from '../../model/verify.js';
+
+export default class ModelVerifyCommand extends DtrainCommand {
+  static override summary = 'Prove the port is exact: recompute a PyTorch reference fixture and print the error of every quantity.';
+  static override description = `FILE is a safetensors fixture made by shared/reference/make_reference.py (the seed's model in PyTorch, expected values in float64): weights under "model.", inputs and expected logits, loss, gradients, BatchNorm running statistics and parameters after one and two SGD steps under "ref.".
+Forward quantities are compared by max absolute error (tolerance 1e-4), gradients and updates by relative L2 error (1e-2). Exits ${ExitCode.verifyFailed} when any quantity is above its tolerance.`;
+  static override examples = [
+    '<%= config.bin %> model verify test/fixtures/shufflenetv2_0.5_reference.safetensors',
+    '<%= config.bin %> model verify ref_1.5.safetensors --backend cpu --json',
+  ];
+  static override args = {file: Args.string({description: 'reference fixture (.safetensors)', required: true})};
+  static override flags = {backend: backendFlag};
+
+  async run(): Promise<VerifyReport & {backend: string; device: string}> {
+    const {args, flags} = await this.parse(ModelVerifyCommand);
+    const backend = await initBackend(flags.backend as BackendChoice);
+    this.progress(`dtrain: ${describeBackend(backend)}`);
+    const report = await verifyReference(await readSafetensors(args.file), args.file);
+    const result = {...report, backend: backend.name, device: backend.device};
+    const rows = report.quantities.map((q) => [q.quantity, q.measure, q.error.toExponential(2), q.tolerance.toExponential(0), q.ok ? 'ok' : 'FAIL']);
+    this.log(formatTable(['Quantity', 'Measure', 'Error', 'Tolerance', 'Status'], rows));
+    this.log('');
+    const {forward, gradient, update} = report.worst;
+    this.log(`worst errors: forward ${forward.toExponential(2)}, gradient ${gradient.toExponential(2)}, update ${update.toExponential(2)}`);
+    const failed = report.quantities.filter((q) => !q.ok).length;
+    this.log(report.ok ? `PASS: ShuffleNetV2 size ${report.size} on ${backend.name} matches the PyTorch reference` : `FAIL: ${failed} of ${report.quantities.length} quantities above tolerance`);
+    if (!report.ok) {
+      // oclif prints the returned object only on success; a failed check still owes its JSON.
+      if (this.jsonEnabled()) this.logJson(result);
+      this.exit(ExitCode.verifyFailed);
+    }
+    return result;
+  }
+}

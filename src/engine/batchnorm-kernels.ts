@@ -1,0 +1,65 @@
+/**
+ * Fused training-mode BatchNorm pieces, as custom kernels on the wasm and cpu backends (float64
+ * accumulation, one pass over the data each) and as tf ops on any other backend (webgpu,
+ * tensorflow). Meant for tf.customGrad forward/gradient functions: every call returns fresh
+ * tensors and keeps nothing else.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {BATCH_MOMENTS, batchMomentsConfigs} from './wasm/batch-moments.js';
+import {BATCH_NORM_GRAD, batchNormGradConfigs} from './wasm/batchnorm-grad.js';
+
+export {BATCH_MOMENTS, BATCH_NORM_GRAD};
+
+/** Registers both kernels for wasm and cpu; idempotent (runs at import of this module). */
+export function registerBatchNormKernels(): void {
+  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs]) {
+    if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
+  }
+}
+registerBatchNormKernels();
+
+function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/** Per-channel mean and biased variance over N, H, W of an NHWC float32 tensor. */
+export function batchMoments(x: tf.Tensor4D): [mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  if (hasKernel(BATCH_MOMENTS)) {
+    return tf.engine().runKernel(BATCH_MOMENTS, {x}, {}) as unknown as [tf.Tensor1D, tf.Tensor1D];
+  }
+  return batchMomentsOps(x);
+}
+
+/** batchMoments with tf ops only (the path of backends without the kernel). */
+export function batchMomentsOps(x: tf.Tensor4D): [mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  return tf.tidy(() => {
+    const mean = tf.mean(x, [0, 1, 2]) as tf.Tensor1D;
+    const variance = tf.mean(tf.square(tf.sub(x, mean)), [0, 1, 2]) as tf.Tensor1D;
+    return [mean, variance];
+  });
+}
+
+/**
+ * Backward of training-mode BatchNorm given the normalised input x̂ and scale = γ·invStd, with
+ * M = N·H·W: dβ = Σ dy, dγ = Σ dy·x̂, dx = scale/M · (M·dy − dβ − x̂·dγ).
+ */
+export function batchNormGrad(dy: tf.Tensor4D, xhat: tf.Tensor4D, scale: tf.Tensor1D): [dx: tf.Tensor4D, dgamma: tf.Tensor1D, dbeta: tf.Tensor1D] {
+  if (hasKernel(BATCH_NORM_GRAD)) {
+    return tf.engine().runKernel(BATCH_NORM_GRAD, {dy, xhat, scale}, {}) as unknown as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D];
+  }
+  return batchNormGradOps(dy, xhat, scale);
+}
+
+/** batchNormGrad with tf ops only (broadcasting, no Tile). */
+export function batchNormGradOps(dy: tf.Tensor4D, xhat: tf.Tensor4D, scale: tf.Tensor1D): [dx: tf.Tensor4D, dgamma: tf.Tensor1D, dbeta: tf.Tensor1D] {
+  return tf.tidy(() => {
+    const [n, h, w] = dy.shape;
+    const count = n * h * w;
+    const dbeta = tf.sum(dy, [0, 1, 2]) as tf.Tensor1D;
+    const dgamma = tf.sum(tf.mul(dy, xhat), [0, 1, 2]) as tf.Tensor1D;
+    const centred = tf.sub(tf.sub(tf.mul(dy, count), dbeta), tf.mul(xhat, dgamma));
+    const dx = tf.mul(centred, tf.div(scale, count)) as tf.Tensor4D;
+    return [dx, dgamma, dbeta];
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * DtrainBatchNormGrad for the wasm and cpu backends: the training-mode BatchNorm backward in one
+ * read of dy and x̂. With M = N·H·W, per channel c: dβ = Σ dy, dγ = Σ dy·x̂ (float64), then
+ * dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd.
+ */
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+
+import {cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+
+export const BATCH_NORM_GRAD = 'DtrainBatchNormGrad';
+
+/** dy and xhat viewed as [rows, C]; writes dx (same shape), dgamma and dbeta (length C). */
+export function batchNormBackward(dy: Float32Array, xhat: Float32Array, scale: Float32Array,
+  dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void {
+  const channels = scale.length;
+  const rows = dy.length / channels;
+  const sumDy = new Float64Array(channels);
+  const sumDyXhat = new Float64Array(channels);
+  for (let i = 0; i < dy.length; i += channels) {
+    for (let c = 0; c < channels; c++) {
+      const g = dy[i + c];
+      sumDy[c] += g;
+      sumDyXhat[c] += g * xhat[i + c];
+    }
+  }
+  // dx = scale·dy − scale·dβ/M − x̂·scale·dγ/M, with the per-channel factors computed once.
+  const offset = new Float64Array(channels);
+  const slope = new Float64Array(channels);
+  for (let c = 0; c < channels; c++) {
+    offset[c] = (scale[c] * sumDy[c]) / rows;
+    slope[c] = (scale[c] * sumDyXhat[c]) / rows;
+    dbeta[c] = sumDy[c];
+    dgamma[c] = sumDyXhat[c];
+  }
+  for (let i = 0; i < dy.length; i += channels) {
+    for (let c = 0; c < channels; c++) dx[i + c] = scale[c] * dy[i + c] - offset[c] - slope[c] * xhat[i + c];
+  }
+}
+
+export const batchNormGradConfigs: KernelConfig[] = cpuAndWasmConfigs(BATCH_NORM_GRAD, (backendName, {inputs, backend}) => {
+  const {dy, xhat, scale} = inputs;
+  const channels = dy.shape[3];
+  if (dy.shape.length !== 4 || String(dy.shape) !== String(xhat.shape) || scale.shape.length !== 1 || scale.shape[0] !== channels) {
+    throw new Error(`${BATCH_NORM_GRAD}: need dy and xhat of one NHWC shape and scale [C], got [${dy.shape}], [${xhat.shape}], [${scale.shape}]`);
+  }
+  return runF32Kernel(backendName, backend, [dy, xhat, scale], [dy.shape, [channels], [channels]],
+    ([d, xh, s], [dx, dgamma, dbeta]) => batchNormBackward(d, xh, s, dx, dgamma, dbeta));
+});

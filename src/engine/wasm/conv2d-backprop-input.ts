@@ -1,0 +1,62 @@
+/**
+ * A faster Conv2DBackpropInput for tfjs-backend-wasm's 1×1 stride-1 convs: wasm's own kernel is a
+ * plain C loop (~10× slower than XNNPACK there), so dX = dY · Wᵀ goes through wasm's BatchMatMul,
+ * summing chunks of the Cout reduction in float64. Every other conv delegates to wasm's kernel.
+ */
+import {backend_util, Conv2DBackpropInput} from '@tensorflow/tfjs-core';
+import type {Conv2DBackpropInputAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+
+import {chunkedMatMul, convGeometry, heapF32, isPointwise} from './kernel-utils.js';
+import type {KernelArgs, WasmBackend} from './kernel-utils.js';
+
+/** dX for a pointwise conv, or undefined when the conv is not one (or not float32 NHWC). */
+function pointwiseBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>): TensorInfo | undefined {
+  const backend = args.backend as WasmBackend;
+  const {dy, filter} = args.inputs as {dy: TensorInfo; filter: TensorInfo};
+  const {strides, pad, dataFormat, dimRoundingMode, inputShape} = args.attrs!;
+  if (dy.dtype !== 'float32' || filter.dtype !== 'float32' || dataFormat !== 'NHWC') return undefined;
+  const info = backend_util.computeConv2DInfo(
+    inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode, false, 'channelsLast');
+  const g = convGeometry(info);
+  if (!isPointwise(g)) return undefined;
+  const pixels = g.batch * g.inH * g.inW;
+  const {inC, outC} = g;
+  return chunkedMatMul(backend, info.inShape, pixels, outC, inC, {
+    wholeA: dy,
+    // dY columns k0..k0+count of every pixel row.
+    fillA: (dst, k0, count) => {
+      const src = heapF32(backend, dy);
+      for (let m = 0, d = 0; m < pixels; m++) {
+        const s = m * outC + k0;
+        for (let k = 0; k < count; k++, d++) dst[d] = src[s + k];
+      }
+    },
+    // Wᵀ rows k0..k0+count: W is [1, 1, Cin, Cout], so Wᵀ[co][ci] = W[ci·Cout + co].
+    fillB: (dst, k0, count) => {
+      const w = heapF32(backend, filter);
+      for (let k = 0, d = 0; k < count; k++) {
+        for (let ci = 0; ci < inC; ci++, d++) dst[d] = w[ci * outC + k0 + k];
+      }
+    },
+  });
+}
+
+/** Whether config is already the wrapper below (so that registering twice never wraps it again). */
+export function isDtrainConv2DBackpropInput(config: KernelConfig): boolean {
+  return config.kernelFunc.name === 'dtrainConv2DBackpropInput';
+}
+
+/** Wraps wasm's own Conv2DBackpropInput (which the non-pointwise cases still use). */
+export function makeConv2DBackpropInputConfig(wasmOwn: KernelConfig): KernelConfig {
+  function dtrainConv2DBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>) {
+    return pointwiseBackpropInput(args) ?? wasmOwn.kernelFunc(args as Parameters<KernelFunc>[0]);
+  }
+  return {
+    kernelName: Conv2DBackpropInput,
+    backendName: 'wasm',
+    // wasm binds its C function in setupFunc, which the engine calls only for the registered config.
+    setupFunc: wasmOwn.setupFunc,
+    disposeFunc: wasmOwn.disposeFunc,
+    kernelFunc: dtrainConv2DBackpropInput as unknown as KernelFunc,
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
+ * depthwise backprops), a faster Conv2DBackpropInput for 1×1 convs, and the fused BatchNorm
+ * kernels (for wasm and cpu). Idempotent; call before tf.setBackend('wasm').
+ */
+import '@tensorflow/tfjs-backend-wasm';
+import {Conv2DBackpropInput, getKernel, registerKernel, unregisterKernel} from '@tensorflow/tfjs-core';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+
+import {registerBatchNormKernels} from '../batchnorm-kernels.js';
+import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
+import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
+import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
+import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
+
+/** Registers config, replacing a kernel the backend already has under that name. */
+function replaceKernel(config: KernelConfig): void {
+  if (getKernel(config.kernelName, config.backendName) !== undefined) unregisterKernel(config.kernelName, config.backendName);
+  registerKernel(config);
+}
+
+let registered = false;
+export function registerWasmTrainingKernels(): void {
+  if (registered) return;
+  registered = true;
+  replaceKernel(conv2DBackpropFilterConfig);
+  replaceKernel(depthwiseConv2dNativeBackpropFilterConfig);
+  replaceKernel(depthwiseConv2dNativeBackpropInputConfig);
+  const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
+  if (wasmOwn !== undefined && !isDtrainConv2DBackpropInput(wasmOwn)) replaceKernel(makeConv2DBackpropInputConfig(wasmOwn));
+  registerBatchNormKernels();
+}

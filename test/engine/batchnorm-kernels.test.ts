@@ -1,0 +1,160 @@
+/**
+ * The fused BatchNorm kernels (wasm and cpu) and their tf-op fallbacks against a float64 reference
+ * in plain JS, their use inside tf.customGrad, and that they keep no tensors.
+ */
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+
+import '../../src/engine/gradients.js';
+import {BATCH_MOMENTS, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormGrad, batchNormGradOps} from '../../src/engine/batchnorm-kernels.js';
+import {maxRelErr, normalArray, relL2} from './compare.js';
+
+const SHAPE: [number, number, number, number] = [3, 5, 7, 6];
+const C = SHAPE[3];
+const M = SHAPE[0] * SHAPE[1] * SHAPE[2];
+
+/** Float64 reference of the moments of x viewed as [M, C]. */
+function refMoments(x: Float32Array): {mean: Float64Array; variance: Float64Array} {
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  for (let i = 0; i < x.length; i++) mean[i % C] += x[i] / M;
+  for (let i = 0; i < x.length; i++) variance[i % C] += (x[i] - mean[i % C]) ** 2 / M;
+  return {mean, variance};
+}
+
+/** Float64 reference of the BatchNorm backward, straight from the formula. */
+function refGrad(dy: Float32Array, xhat: Float32Array, scale: Float32Array): {dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array} {
+  const dbeta = new Float64Array(C);
+  const dgamma = new Float64Array(C);
+  for (let i = 0; i < dy.length; i++) {
+    dbeta[i % C] += dy[i];
+    dgamma[i % C] += dy[i] * xhat[i];
+  }
+  const dx = new Float64Array(dy.length);
+  for (let i = 0; i < dy.length; i++) {
+    const c = i % C;
+    dx[i] = (scale[c] / M) * (M * dy[i] - dbeta[c] - xhat[i] * dgamma[c]);
+  }
+  return {dx, dgamma, dbeta};
+}
+
+// Channel means far from 0 relative to their spread: E[x²]−E[x]² or float32 sums would lose digits.
+const xData = normalArray(M * C, 1, 0, 1).map((v, i) => 300 + (i % C) * 50 + 0.01 * v);
+const dyData = normalArray(M * C, 2);
+const xhatData = normalArray(M * C, 3);
+const scaleData = normalArray(C, 4, 1, 0.5);
+
+for (const backend of ['cpu', 'wasm']) {
+  test(`${backend}: both kernels are registered`, async () => {
+    await tf.setBackend(backend);
+    assert.ok(tf.getKernel(BATCH_MOMENTS, backend) !== undefined);
+    assert.ok(tf.getKernel(BATCH_NORM_GRAD, backend) !== undefined);
+  });
+
+  // The tf-op path misses these bounds on this data (variance off by 7e-6 on cpu, 8e-5 on wasm), so
+  // passing them also shows that the kernels ran.
+  test(`${backend}: batchMoments matches a float64 reference to float32 rounding`, async (t) => {
+    await tf.setBackend(backend);
+    const x = tf.tensor4d(xData, SHAPE);
+    const [mean, variance] = batchMoments(x);
+    const ref = refMoments(xData);
+    assert.deepEqual(mean.shape, [C]);
+    assert.deepEqual(variance.shape, [C]);
+    const errMean = maxRelErr(await mean.data(), ref.mean, 0);
+    const errVar = maxRelErr(await variance.data(), ref.variance, 0);
+    t.diagnostic(`max relative error: mean ${errMean.toExponential(2)}, variance ${errVar.toExponential(2)}`);
+    assert.ok(errMean < 1e-7, `mean ${errMean}`);
+    assert.ok(errVar < 1e-7, `variance ${errVar}`);
+    tf.dispose([x, mean, variance]);
+  });
+
+  test(`${backend}: batchNormGrad matches a float64 reference`, async (t) => {
+    await tf.setBackend(backend);
+    const dy = tf.tensor4d(dyData, SHAPE);
+    const xhat = tf.tensor4d(xhatData, SHAPE);
+    const scale = tf.tensor1d(scaleData);
+    const [dx, dgamma, dbeta] = batchNormGrad(dy, xhat, scale);
+    const ref = refGrad(dyData, xhatData, scaleData);
+    assert.deepEqual(dx.shape, SHAPE);
+    const errs = [relL2(await dx.data(), ref.dx), maxRelErr(await dgamma.data(), ref.dgamma, 0), maxRelErr(await dbeta.data(), ref.dbeta, 0)];
+    t.diagnostic(`dx relL2 ${errs[0]!.toExponential(2)}, dgamma max rel ${errs[1]!.toExponential(2)}, dbeta max rel ${errs[2]!.toExponential(2)}`);
+    for (const err of errs) assert.ok(err < 1e-7, `error ${err}`);
+    tf.dispose([dy, xhat, scale, dx, dgamma, dbeta]);
+  });
+
+  test(`${backend}: the tf-op fallbacks compute the same`, async () => {
+    await tf.setBackend(backend);
+    // A modest offset: the ops accumulate in float32 on these backends.
+    const x = tf.tensor4d(xhatData.map((v, i) => 2 + (i % C) + v), SHAPE);
+    const [mean, variance] = batchMomentsOps(x);
+    const [kMean, kVariance] = batchMoments(x);
+    assert.ok(relL2(await mean.data(), await kMean.data()) < 1e-5);
+    assert.ok(relL2(await variance.data(), await kVariance.data()) < 1e-5);
+    const dy = tf.tensor4d(dyData, SHAPE);
+    const xhat = tf.tensor4d(xhatData, SHAPE);
+    const scale = tf.tensor1d(scaleData);
+    const ops = batchNormGradOps(dy, xhat, scale);
+    const ref = refGrad(dyData, xhatData, scaleData);
+    assert.ok(relL2(await ops[0].data(), ref.dx) < 1e-5);
+    assert.ok(relL2(await ops[1].data(), ref.dgamma) < 1e-5);
+    assert.ok(relL2(await ops[2].data(), ref.dbeta) < 1e-5);
+    tf.dispose([x, mean, variance, kMean, kVariance, dy, xhat, scale, ...ops]);
+  });
+
+  test(`${backend}: repeated calls, inside tidy or not, keep no tensors`, async () => {
+    await tf.setBackend(backend);
+    const x = tf.tensor4d(xData, SHAPE);
+    const scale = tf.tensor1d(scaleData);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) {
+      tf.tidy(() => {
+        const [mean, variance] = batchMoments(x);
+        const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))) as tf.Tensor4D;
+        return batchNormGrad(x, xhat, scale)[0];
+      }).dispose();
+      const outs = [...batchMoments(x), ...batchNormGrad(x, x, scale)];
+      assert.equal(tf.memory().numTensors, before + 5);
+      tf.dispose(outs);
+    }
+    assert.equal(tf.memory().numTensors, before);
+    tf.dispose([x, scale]);
+  });
+
+  test(`${backend}: a customGrad BatchNorm built on the kernels has autodiff's gradients`, async () => {
+    await tf.setBackend(backend);
+    const eps = 1e-5;
+    const bnKernels = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [x, gamma, beta] = args as tf.Tensor[];
+      const save = args[3] as tf.GradSaveFunc;
+      const [mean, variance] = batchMoments(x as tf.Tensor4D);
+      const invStd = tf.rsqrt(tf.add(variance, eps));
+      const xhat = tf.mul(tf.sub(x!, mean), invStd);
+      save([xhat, tf.mul(gamma!, invStd)]);
+      return {
+        value: tf.add(tf.mul(xhat, gamma!), beta!),
+        gradFunc: (dy, [savedXhat, scale]) => batchNormGrad(dy as tf.Tensor4D, savedXhat as tf.Tensor4D, scale as tf.Tensor1D),
+      };
+    });
+    const bnOps = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => {
+      const {mean, variance} = tf.moments(x, [0, 1, 2]);
+      return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), gamma), beta);
+    };
+    const x = tf.tensor4d(xhatData.map((v, i) => v * (1 + (i % C)) + (i % C)), SHAPE);
+    const gamma = tf.tensor1d(scaleData);
+    const beta = tf.tensor1d(normalArray(C, 5));
+    const dy = tf.tensor4d(dyData, SHAPE);
+    // Both sides as loss = Σ dy·bn(...) so that the gradients are comparable.
+    const loss = (bn: (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(bn(a, b, c), dy));
+    const got = tf.grads(loss(bnKernels as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor))([x, gamma, beta]);
+    const want = tf.grads(loss(bnOps))([x, gamma, beta]);
+    for (let i = 0; i < 3; i++) {
+      const err = relL2(await got[i]!.data(), await want[i]!.data());
+      assert.ok(err < 1e-4, `gradient ${i}: relative L2 ${err}`);
+    }
+    tf.dispose([x, gamma, beta, dy, ...got, ...want]);
+  });
+}

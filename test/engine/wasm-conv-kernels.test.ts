@@ -1,0 +1,121 @@
+/**
+ * dtrain's wasm training kernels against tfjs's cpu backend (float64 accumulation): gradients of
+ * conv2d and depthwiseConv2d on awkward shapes, computed on both backends from the same data.
+ */
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+
+import '../../src/engine/gradients.js';
+import {registerWasmTrainingKernels} from '../../src/engine/wasm/register.js';
+import {normalArray, relL2} from './compare.js';
+
+registerWasmTrainingKernels();
+
+type Pad = 'valid' | 'same' | number | [[0, 0], [number, number], [number, number], [0, 0]];
+interface ConvCase {
+  name: string;
+  x: [number, number, number, number];
+  /** [kH, kW, Cin, Cout] for conv2d, [kH, kW, C, multiplier] for depthwise. */
+  filter: [number, number, number, number];
+  strides: number | [number, number];
+  pad: Pad;
+}
+
+type ConvFn = (x: tf.Tensor4D, w: tf.Tensor4D, c: ConvCase) => tf.Tensor4D;
+const conv2d: ConvFn = (x, w, c) => tf.conv2d(x, w, c.strides, c.pad);
+const depthwise: ConvFn = (x, w, c) => tf.depthwiseConv2d(x, w, c.strides, c.pad);
+
+/** [dx, dw] of Σ dy·conv(x, w) on `backend`, as plain arrays (same inputs on every backend). */
+async function convGrads(backend: string, conv: ConvFn, c: ConvCase, seed: number): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const x = tf.tensor4d(normalArray(tf.util.sizeFromShape(c.x), seed), c.x);
+    const w = tf.tensor4d(normalArray(tf.util.sizeFromShape(c.filter), seed + 1), c.filter);
+    const y = conv(x, w, c);
+    const dy = tf.tensor(normalArray(y.size, seed + 2), y.shape);
+    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a as tf.Tensor4D, b as tf.Tensor4D, c))([x, w], dy);
+    return grads.map((g) => g.dataSync() as Float32Array);
+  });
+}
+
+/** Compares wasm with cpu on each case; returns the worst relative L2 errors seen. */
+async function checkAgainstCpu(conv: ConvFn, cases: ConvCase[], tolerance: {dx: number; dw: number}, report: (line: string) => void): Promise<void> {
+  for (const [i, c] of cases.entries()) {
+    const [cpuDx, cpuDw] = await convGrads('cpu', conv, c, 100 * i);
+    const [wasmDx, wasmDw] = await convGrads('wasm', conv, c, 100 * i);
+    const errDx = relL2(wasmDx!, cpuDx!);
+    const errDw = relL2(wasmDw!, cpuDw!);
+    report(`${c.name}: relL2 dx ${errDx.toExponential(2)}, dw ${errDw.toExponential(2)}`);
+    assert.ok(errDx <= tolerance.dx, `${c.name}: dx relative L2 ${errDx} > ${tolerance.dx}`);
+    assert.ok(errDw <= tolerance.dw, `${c.name}: dw relative L2 ${errDw} > ${tolerance.dw}`);
+  }
+}
+
+const convCases: ConvCase[] = [
+  {name: '1x1 valid, batch 3, 7x5 (pointwise, one chunk)', x: [3, 7, 5, 5], filter: [1, 1, 5, 6], strides: 1, pad: 'valid'},
+  {name: '1x1 pad 0, batch 3, 9x11, 7->260 (pointwise, chunked both ways)', x: [3, 9, 11, 7], filter: [1, 1, 7, 260], strides: 1, pad: 0},
+  {name: '1x1 same, batch 4, 16x16, 48->48 (model-like)', x: [4, 16, 16, 48], filter: [1, 1, 48, 48], strides: 1, pad: 'same'},
+  {name: '3x3 pad 1, batch 1, 7x5, 3->4 (first conv)', x: [1, 7, 5, 3], filter: [3, 3, 3, 4], strides: 1, pad: 1},
+  {name: '3x3 pad 1, batch 2, 32x32, 3->24 (first conv, chunked)', x: [2, 32, 32, 3], filter: [3, 3, 3, 24], strides: 1, pad: 1},
+  {name: '3x3 same stride 2, batch 3, 7x5', x: [3, 7, 5, 4], filter: [3, 3, 4, 6], strides: 2, pad: 'same'},
+  {name: '3x3 valid stride 2, batch 1, 9x7', x: [1, 9, 7, 2], filter: [3, 3, 2, 3], strides: 2, pad: 'valid'},
+  {name: '2x3 explicit pad, strides [2,1], batch 3, 7x5', x: [3, 7, 5, 3], filter: [2, 3, 3, 5], strides: [2, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]]},
+  {name: '4x4 same (uneven pad), batch 1, 6x7', x: [1, 6, 7, 2], filter: [4, 4, 2, 3], strides: 1, pad: 'same'},
+  {name: '1x1 stride 2 (not pointwise), batch 3, 7x5', x: [3, 7, 5, 4], filter: [1, 1, 4, 5], strides: 2, pad: 'valid'},
+];
+
+const depthwiseCases: ConvCase[] = [
+  {name: '3x3 pad 1 stride 1, batch 3, 7x5', x: [3, 7, 5, 5], filter: [3, 3, 5, 1], strides: 1, pad: 1},
+  {name: '3x3 pad 1 stride 2, batch 1, 7x5', x: [1, 7, 5, 4], filter: [3, 3, 4, 1], strides: 2, pad: 1},
+  {name: '3x3 pad 1 stride 2, batch 2, 16x16, 24 channels (model-like)', x: [2, 16, 16, 24], filter: [3, 3, 24, 1], strides: 2, pad: 1},
+  {name: '3x3 same stride 2 (uneven pad), batch 3, 8x6', x: [3, 8, 6, 3], filter: [3, 3, 3, 1], strides: 2, pad: 'same'},
+  {name: '3x3 valid stride 2, batch 1, 9x7', x: [1, 9, 7, 2], filter: [3, 3, 2, 1], strides: 2, pad: 'valid'},
+  {name: '2x2 explicit pad beyond the filter (JS path), batch 3, 7x5', x: [3, 7, 5, 3], filter: [2, 2, 3, 1], strides: 1, pad: [[0, 0], [2, 0], [0, 2], [0, 0]]},
+  {name: '3x3 same stride 2, multiplier 2, batch 3, 8x6', x: [3, 8, 6, 3], filter: [3, 3, 3, 2], strides: 2, pad: 'same'},
+  {name: '3x3 valid stride 1, multiplier 2, batch 1, 7x5', x: [1, 7, 5, 4], filter: [3, 3, 4, 2], strides: 1, pad: 'valid'},
+  {name: '2x3 explicit pad, strides [1,2], multiplier 3, batch 3, 7x5', x: [3, 7, 5, 2], filter: [2, 3, 2, 3], strides: [1, 2], pad: [[0, 0], [1, 0], [2, 1], [0, 0]]},
+];
+
+test('the wasm backend has every kernel conv training needs, and 1x1 Conv2DBackpropInput is dtrain\'s', () => {
+  for (const name of ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'Conv2DBackpropInput']) {
+    assert.ok(tf.getKernel(name, 'wasm') !== undefined, `${name} is not registered for wasm`);
+  }
+  assert.equal(tf.getKernel('Conv2DBackpropInput', 'wasm').kernelFunc.name, 'dtrainConv2DBackpropInput');
+  registerWasmTrainingKernels(); // idempotent: a second call must not wrap the wrapper
+  assert.equal(tf.getKernel('Conv2DBackpropInput', 'wasm').kernelFunc.name, 'dtrainConv2DBackpropInput');
+});
+
+test('conv2d gradients on wasm match the cpu backend', async (t) => {
+  // dW sums float32 XNNPACK partial products of ≤256 terms in float64: ~2e-7 measured.
+  await checkAgainstCpu(conv2d, convCases, {dx: 1e-6, dw: 1e-6}, (line) => t.diagnostic(line));
+});
+
+test('depthwiseConv2d gradients on wasm match the cpu backend', async (t) => {
+  // dW: float64 like cpu's, only the order of the sums differs. dX with multiplier 1: XNNPACK's
+  // float32 sums of kH·kW terms (~5e-8 measured); other multipliers: float64 again.
+  await checkAgainstCpu(depthwise, depthwiseCases, {dx: 2e-7, dw: 1e-7}, (line) => t.diagnostic(line));
+});
+
+test('wasm training kernels leak neither tensors nor wasm heap buffers', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as unknown as {numDataIds(): number};
+  const run = () => tf.tidy(() => {
+    const x = tf.randomNormal([2, 9, 7, 8]) as tf.Tensor4D;
+    const w1 = tf.randomNormal([1, 1, 8, 300]) as tf.Tensor4D;
+    const wd = tf.randomNormal([3, 3, 300, 1]) as tf.Tensor4D;
+    const w3 = tf.randomNormal([3, 3, 300, 4]) as tf.Tensor4D;
+    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, d: tf.Tensor) =>
+      tf.sum(tf.conv2d(tf.depthwiseConv2d(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'valid'), c as tf.Tensor4D, 2, 1), d as tf.Tensor4D, 1, 1));
+    return tf.grads(f)([x, w1, wd, w3]);
+  });
+  tf.dispose(run());
+  const tensors = tf.memory().numTensors;
+  const dataIds = backend.numDataIds();
+  for (let i = 0; i < 3; i++) tf.dispose(run());
+  assert.equal(tf.memory().numTensors, tensors);
+  assert.equal(backend.numDataIds(), dataIds);
+});
