@@ -1,6 +1,6 @@
 /**
  * Fused training-mode BatchNorm pieces, as custom kernels on the wasm and cpu backends (float64
- * accumulation, one pass over the data each) and as tf ops on any other backend (webgpu,
+ * accumulation, two passes over the data each) and as tf ops on any other backend (webgpu,
  * tensorflow). Meant for tf.customGrad forward/gradient functions: every call returns fresh
  * tensors and keeps nothing else.
  */

@@ -6,10 +6,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-backend-wasm';
 
-import '../../src/engine/gradients.js';
 import {BATCH_MOMENTS, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormGrad, batchNormGradOps} from '../../src/engine/batchnorm-kernels.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
 

@@ -1,4 +1,11 @@
-/** Helpers shared by the engine tests: seeded data and error measures. */
+/**
+ * Helpers shared by the engine tests: seeded data and error measures. Importing this module also
+ * loads the cpu and wasm backends and registers the op gradients, which every engine test needs.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+
+import '../../src/engine/gradients.js';
 import {Random} from '../../src/util/random.js';
 
 export function normalArray(size: number, seed: number, mean = 0, std = 1): Float32Array {

@@ -4,27 +4,34 @@
  */
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
-import {cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+import {cpuAndWasmConfigs, REDUCE_BLOCK_ROWS, runF32Kernel} from './kernel-utils.js';
 
 export const BATCH_MOMENTS = 'DtrainBatchMoments';
 
 /** mean and variance (length C) of x viewed as [rows, C]. */
 export function channelMoments(x: Float32Array, channels: number, mean: Float32Array, variance: Float32Array): void {
   const rows = x.length / channels;
-  const sum = new Float64Array(channels);
-  for (let i = 0; i < x.length; i += channels) {
-    for (let c = 0; c < channels; c++) sum[c] += x[i + c];
-  }
-  for (let c = 0; c < channels; c++) sum[c] /= rows;
+  const mu = new Float64Array(channels);
   const sq = new Float64Array(channels);
-  for (let i = 0; i < x.length; i += channels) {
-    for (let c = 0; c < channels; c++) {
-      const d = x[i + c] - sum[c];
-      sq[c] += d * d;
+  for (let pass = 0; pass < 2; pass++) {
+    for (let r0 = 0; r0 < rows; r0 += REDUCE_BLOCK_ROWS) {
+      const end = Math.min(rows, r0 + REDUCE_BLOCK_ROWS) * channels;
+      for (let c = 0; c < channels; c++) {
+        let s = 0;
+        if (pass === 0) {
+          for (let i = r0 * channels + c; i < end; i += channels) s += x[i];
+          mu[c] += s;
+        } else {
+          const m = mu[c];
+          for (let i = r0 * channels + c; i < end; i += channels) s += (x[i] - m) * (x[i] - m);
+          sq[c] += s;
+        }
+      }
     }
+    if (pass === 0) for (let c = 0; c < channels; c++) mu[c] /= rows;
   }
   for (let c = 0; c < channels; c++) {
-    mean[c] = sum[c];
+    mean[c] = mu[c];
     variance[c] = sq[c] / rows;
   }
 }

@@ -1,11 +1,11 @@
 /**
- * DtrainBatchNormGrad for the wasm and cpu backends: the training-mode BatchNorm backward in one
- * read of dy and x̂. With M = N·H·W, per channel c: dβ = Σ dy, dγ = Σ dy·x̂ (float64), then
- * dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd.
+ * DtrainBatchNormGrad for the wasm and cpu backends: the training-mode BatchNorm backward in two
+ * passes over dy and x̂ instead of a chain of tf ops. With M = N·H·W, per channel c: dβ = Σ dy,
+ * dγ = Σ dy·x̂ (float64), then dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd.
  */
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
-import {cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+import {cpuAndWasmConfigs, REDUCE_BLOCK_ROWS, runF32Kernel} from './kernel-utils.js';
 
 export const BATCH_NORM_GRAD = 'DtrainBatchNormGrad';
 
@@ -16,11 +16,17 @@ export function batchNormBackward(dy: Float32Array, xhat: Float32Array, scale: F
   const rows = dy.length / channels;
   const sumDy = new Float64Array(channels);
   const sumDyXhat = new Float64Array(channels);
-  for (let i = 0; i < dy.length; i += channels) {
+  for (let r0 = 0; r0 < rows; r0 += REDUCE_BLOCK_ROWS) {
+    const end = Math.min(rows, r0 + REDUCE_BLOCK_ROWS) * channels;
     for (let c = 0; c < channels; c++) {
-      const g = dy[i + c];
-      sumDy[c] += g;
-      sumDyXhat[c] += g * xhat[i + c];
+      let s = 0;
+      let sx = 0;
+      for (let i = r0 * channels + c; i < end; i += channels) {
+        s += dy[i];
+        sx += dy[i] * xhat[i];
+      }
+      sumDy[c] += s;
+      sumDyXhat[c] += sx;
     }
   }
   // dx = scale·dy − scale·dβ/M − x̂·scale·dγ/M, with the per-channel factors computed once.

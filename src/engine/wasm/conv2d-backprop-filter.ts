@@ -15,7 +15,7 @@ import type {ConvGeometry, KernelArgs, WasmBackend} from './kernel-utils.js';
  * [kH·kW·Cin, count]: row (kh·kW + kw)·Cin + ci holds x at that tap and channel (0 in the padding).
  * Row order matches the filter layout [kH, kW, Cin, Cout], so the product is dW as stored.
  */
-export function fillPatchesTransposed(dst: Float32Array, x: Float32Array, g: ConvGeometry, m0: number, count: number): void {
+function fillPatchesTransposed(dst: Float32Array, x: Float32Array, g: ConvGeometry, m0: number, count: number): void {
   const {inH, inW, inC, outH, outW, kH, kW, strideH, strideW, padTop, padLeft} = g;
   let ox = m0 % outW;
   let oy = Math.floor(m0 / outW) % outH;

@@ -4,8 +4,8 @@
  * dY[output pixel, c·mul + q] · W[tap, c, q].
  *
  * With multiplier 1 (the model's) that is a stride-1 depthwise conv of dY (zero-stuffed when the
- * stride is 2) with the 180°-turned filter, which wasm's XNNPACK DepthwiseConv2dNative runs ~5×
- * faster than any JS loop; its float32 sums have only kH·kW terms, so they stay within a few ulps
+ * stride is 2) with the 180°-turned filter, which wasm's XNNPACK DepthwiseConv2dNative runs 5–15×
+ * faster than the JS loop below; its float32 sums have only kH·kW terms, so they stay within a few ulps
  * of a float64 sum. Other multipliers (and paddings beyond the filter) use a float64 JS gather.
  */
 import {backend_util, DepthwiseConv2dNativeBackpropInput} from '@tensorflow/tfjs-core';
@@ -68,7 +68,10 @@ function viaWasmDepthwise(backend: WasmBackend, dy: TensorInfo, filter: TensorIn
     const src = heapF32(backend, dy);
     for (let b = 0, s = 0; b < batch; b++) {
       for (let oy = 0; oy < outH; oy++) {
-        for (let ox = 0; ox < outW; ox++, s += inC) up.set(src.subarray(s, s + inC), ((b * upH + oy * strideH) * upW + ox * strideW) * inC);
+        for (let ox = 0; ox < outW; ox++) {
+          const d = ((b * upH + oy * strideH) * upW + ox * strideW) * inC;
+          for (let c = 0; c < inC; c++, s++) up[d + c] = src[s];
+        }
       }
     }
   }

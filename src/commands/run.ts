@@ -1,0 +1,101 @@
+import {join} from 'node:path';
+
+import {Flags} from '@oclif/core';
+
+import {DtrainCommand} from '../cli/base-command.js';
+import {ExitCode, UserError} from '../cli/errors.js';
+import {backendFlag, sizeFlag} from '../cli/flags.js';
+import {formatTable} from '../cli/table.js';
+import {DATA_SOURCES, type DataSource} from '../data/index.js';
+import type {BackendChoice} from '../engine/backend.js';
+import {describeBackend} from '../engine/backend.js';
+import {parseModelSize} from '../model/architecture.js';
+import {SCHEDULERS} from '../optim/schedulers.js';
+import {type LocalRunResult, runLocal} from '../worker/local-run.js';
+
+function check(ok: boolean, message: string, suggestion: string): void {
+  if (!ok) throw new UserError(message, {exitCode: ExitCode.usage, suggestion});
+}
+
+export default class RunCommand extends DtrainCommand {
+  static override summary = 'Train ShuffleNetV2 on CIFAR-10 with the seed recipe and print per-epoch results.';
+  static override description = `Defaults are the seed article's: size 0.5, global batch 128, SGD lr 0.1 momentum 0.9 weight decay 5e-4, ReduceLROnPlateau on the train loss (factor 0.94, patience 1, min 1e-6), RandomCrop(32, pad 4) + horizontal flip, 20 epochs.
+Each epoch appends a line to RUN_DIR/history.jsonl and writes RUN_DIR/checkpoint-epochN.safetensors (PyTorch names and layouts: loadable into the seed's PyTorch model).
+Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
+  static override examples = [
+    '<%= config.bin %> run --data synthetic --epochs 2 --train-limit 512 --test-limit 256',
+    '<%= config.bin %> run --size 0.5 --epochs 20',
+    '<%= config.bin %> run --data cifar10 --data-dir ./cifar --backend wasm --json',
+  ];
+  static override flags = {
+    size: sizeFlag,
+    epochs: Flags.integer({char: 'e', description: 'Epochs to train.', default: 20}),
+    'batch-size': Flags.integer({description: 'Global batch size (the seed: 128).', default: 128}),
+    lr: Flags.string({description: 'Initial learning rate.', default: '0.1'}),
+    momentum: Flags.string({description: 'SGD momentum.', default: '0.9'}),
+    'weight-decay': Flags.string({description: 'SGD weight decay (applied to every parameter, as in the seed).', default: '5e-4'}),
+    scheduler: Flags.string({description: 'LR schedule, stepped per epoch: plateau (the seed), multistep, cosine, constant.', options: [...SCHEDULERS], default: 'plateau'}),
+    data: Flags.string({description: 'Dataset: cifar10 (needs `dtrain data download`) or synthetic (generated, offline).', options: [...DATA_SOURCES], default: 'cifar10'}),
+    'data-dir': Flags.string({description: 'CIFAR-10 directory (default $DTRAIN_DATA_DIR or ~/.cache/dtrain/cifar10).'}),
+    'train-limit': Flags.integer({description: 'Use only the first N training images.'}),
+    'test-limit': Flags.integer({description: 'Use only the first N test images.'}),
+    seed: Flags.integer({description: 'Seed of initialisation, data order and augmentation.', default: 0}),
+    backend: backendFlag,
+    'run-dir': Flags.string({description: 'Where history and checkpoints go (default runs/<time>).'}),
+  };
+
+  async run(): Promise<LocalRunResult> {
+    const {flags} = await this.parse(RunCommand);
+    const size = parseModelSize(flags.size);
+    const lr = Number(flags.lr);
+    const momentum = Number(flags.momentum);
+    const weightDecay = Number(flags['weight-decay']);
+    check(flags.epochs >= 1, `--epochs must be at least 1, got ${flags.epochs}`, 'e.g. --epochs 20');
+    check(flags['batch-size'] >= 1, `--batch-size must be at least 1, got ${flags['batch-size']}`, 'the seed uses --batch-size 128');
+    check(Number.isFinite(lr) && lr > 0, `--lr must be a positive number, got ${flags.lr}`, 'the seed uses --lr 0.1');
+    check(Number.isFinite(momentum) && momentum >= 0 && momentum < 1, `--momentum must be in [0, 1), got ${flags.momentum}`, 'the seed uses --momentum 0.9');
+    check(Number.isFinite(weightDecay) && weightDecay >= 0, `--weight-decay must be a non-negative number, got ${flags['weight-decay']}`, 'the seed uses --weight-decay 5e-4');
+    const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
+    let lastProgress = 0;
+    const result = await runLocal(
+      {
+        size,
+        epochs: flags.epochs,
+        batchSize: flags['batch-size'],
+        lr,
+        momentum,
+        weightDecay,
+        scheduler: flags.scheduler,
+        data: flags.data as DataSource,
+        dataDir: flags['data-dir'],
+        trainLimit: flags['train-limit'],
+        testLimit: flags['test-limit'],
+        seed: flags.seed,
+        backend: flags.backend as BackendChoice,
+        runDir,
+      },
+      {
+        onStart: ({backend, trainCount, testCount, source}) => {
+          this.progress(`dtrain: ${describeBackend(backend)}`);
+          this.progress(`dtrain: ShuffleNetV2 size ${size}, ${trainCount} train / ${testCount} test images from ${source}, batch ${flags['batch-size']}, run dir ${runDir}`);
+        },
+        onStep: (p) => {
+          const now = Date.now();
+          if (now - lastProgress < 2000 && p.step !== p.steps) return;
+          lastProgress = now;
+          this.progress(`  epoch ${p.epoch + 1} step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.imagesPerSec.toFixed(1)} img/s`);
+        },
+        onEpoch: (r) => {
+          this.log(
+            `epoch ${r.epoch + 1}/${flags.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(2)}%  ` +
+              `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAccuracy).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s`,
+          );
+        },
+      },
+    );
+    this.log('');
+    this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.final.perClassByName).map(([name, acc]) => [name, `${(100 * acc).toFixed(2)}%`])));
+    this.log(`\nfinal test accuracy ${(100 * result.final.accuracy).toFixed(2)}% (${result.final.correct}/${result.final.count}); history and checkpoints in ${runDir}`);
+    return result;
+  }
+}
