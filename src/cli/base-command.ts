@@ -24,12 +24,17 @@ export abstract class DtrainCommand extends Command {
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    if (err instanceof UserError) {
-      return super.catch(new Errors.CLIError(err.message, {exit: err.exitCode, suggestions: err.suggestion ? [err.suggestion] : undefined}));
-    }
-    if (!(err instanceof Errors.CLIError) && !err.oclif && !this.verbose) {
-      return super.catch(new Errors.CLIError(`${err.message} (run again with --verbose for details)`, {exit: 1}));
-    }
-    return super.catch(err);
+    // oclif's own errors (flag parsing, this.exit) keep oclif's rendering and exit codes.
+    if (err instanceof Errors.ExitError || (err.oclif && !(err instanceof UserError))) return super.catch(err);
+    const user = err instanceof UserError;
+    const exitCode = user ? err.exitCode : 1;
+    const suggestion = user ? err.suggestion : undefined;
+    const message = user || !this.verbose ? err.message + (user ? '' : ' (run again with --verbose for details)') : (err.stack ?? err.message);
+    if (this.verbose && user && err.cause) process.stderr.write(`${String((err.cause as Error).stack ?? err.cause)}\n`);
+    if (this.jsonEnabled()) this.logJson({error: {message: err.message, exitCode, suggestion}});
+    // One line (never wrapped at 80 columns, unlike oclif's renderer) plus the suggestion.
+    process.stderr.write(`Error: ${message}\n${suggestion ? `Try this: ${suggestion}\n` : ''}`);
+    process.exitCode = exitCode;
+    return undefined;
   }
 }
