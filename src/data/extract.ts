@@ -31,6 +31,9 @@ export async function extractCifar10Tarball(tarball: string, dir: string, proven
   const target = path.join(dir, CIFAR10_SUBDIR);
   try {
     try {
+      // Read the whole archive once before writing anything: tar.x rejects on a corrupt stream while
+      // its file writes are still in flight (they would race the cleanup below), tar.t writes nothing.
+      await tar.t({file: tarball, strict: true});
       await tar.x({
         file: tarball,
         cwd: tmp,
@@ -62,7 +65,8 @@ export async function extractCifar10Tarball(tarball: string, dir: string, proven
     await publish(extracted, target, tmp);
     return {batchesDir: target, files: files.map((f) => ({...f, file: path.join(target, path.basename(f.file))}))};
   } finally {
-    await fs.rm(tmp, {recursive: true, force: true});
+    // Retries: after an I/O error mid-extraction tar may still be closing files in there.
+    await fs.rm(tmp, {recursive: true, force: true, maxRetries: 10, retryDelay: 100});
   }
 }
 

@@ -25,11 +25,6 @@ export class NetworkError extends Error {
     super(message, {cause: details.cause});
     this.name = 'NetworkError';
   }
-
-  /** Failures that happen before any server answered: no network, wrong host, nothing listening. */
-  get unreachable(): boolean {
-    return this.kind === 'dns' || this.kind === 'refused' || this.kind === 'unreachable' || (this.kind === 'timeout' && !this.details.status);
-  }
 }
 
 export class ChecksumError extends Error {
@@ -129,6 +124,7 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
     const offset = await fileSize(part);
     try {
       const outcome = await attempt(url, part, offset, options);
+      if (outcome === 'from-zero') restarts++;
       if (outcome === 'restart') {
         // The server will not continue this .part: start over, once per reason is enough.
         restarts++;
@@ -167,7 +163,7 @@ function parseContentRange(header: string | undefined): {start: number; total?: 
 }
 
 /** One request (following redirects): appends to `part` from `offset`. */
-async function attempt(url: string, part: string, offset: number, options: DownloadOptions): Promise<'done' | 'restart'> {
+async function attempt(url: string, part: string, offset: number, options: DownloadOptions): Promise<'done' | 'from-zero' | 'restart'> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   let current = url;
   for (let redirects = 0; ; redirects++) {
@@ -203,7 +199,7 @@ async function attempt(url: string, part: string, offset: number, options: Downl
       total = length;
     }
     await receive(res, part, start, total, current, options);
-    return 'done';
+    return offset > 0 && start === 0 ? 'from-zero' : 'done';
   }
 }
 

@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 
 import {UserError} from '../cli/errors.js';
+import {registerCpuPrecisionKernels} from './cpu/register.js';
 import {registerWasmTrainingKernels} from './wasm/register.js';
 
 export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -51,6 +52,7 @@ async function tryBackend(name: BackendName): Promise<{device: string; hardware:
       return {device: `CPU (WebAssembly${simd ? ' SIMD' : ''}, ${threads ? 'multi-threaded' : '1 thread'})`, hardware: false};
     }
     case 'cpu': {
+      registerCpuPrecisionKernels();
       if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend failed to initialise');
       return {device: 'CPU (pure JavaScript)', hardware: false};
     }

@@ -17,7 +17,7 @@ const BIN = new URL('../../bin/run.js', import.meta.url).pathname;
 const run = promisify(execFile);
 
 for (const backend of ['wasm', 'cpu'] as const) {
-  test(`verify on ${backend}: forward, gradients, running stats and the first SGD step match PyTorch`, async () => {
+  test(`verify on ${backend}: forward, gradients, running stats and SGD steps match PyTorch`, async () => {
     await initBackend(backend);
     const before = tf.memory().numTensors;
     const report = await verifyReference(await readSafetensors(FIXTURE), 'fixture');
@@ -27,11 +27,13 @@ for (const backend of ['wasm', 'cpu'] as const) {
     assert.equal(of('grad.').length, 9);
     for (const q of [...of('logits'), ...of('loss'), ...of('after_forward.')]) assert.ok(q.error < 1e-5, `${q.quantity} ${q.error}`);
     for (const q of [...of('grad.'), ...of('after_step.')]) assert.ok(q.ok, `${q.quantity} ${q.error}`);
-    if (backend === 'wasm') {
-      // dtrain's wasm kernels accumulate in float64: gradients as close as PyTorch's own float32 ones (~1e-5).
-      for (const q of of('grad.')) assert.ok(q.error < 5e-5, `${q.quantity} ${q.error}`);
+    // Float64 accumulation in dtrain's kernels: gradients as close as PyTorch's own float32 ones (~1e-5).
+    for (const q of of('grad.')) assert.ok(q.error < 5e-5, `${q.quantity} ${q.error}`);
+    if (backend === 'cpu') {
+      assert.ok(report.ok, `every quantity within tolerance on cpu: ${report.quantities.filter((q) => !q.ok).map((q) => q.quantity)}`);
+    } else {
       // The second step amplifies float32 noise of the first ~2000× on this fixture (PyTorch float32
-      // itself: 9.3e-3); a wrong momentum would be order 1.
+      // itself: 9.3e-3; see docs/fidelity.md); a wrong momentum would be order 1.
       for (const q of of('after_step2.')) assert.ok(q.error < 5e-2, `${q.quantity} ${q.error}`);
     }
   });

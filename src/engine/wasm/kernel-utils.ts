@@ -2,7 +2,7 @@
  * Shared plumbing for dtrain's tfjs-backend-wasm kernels: heap access, calling wasm's own kernels,
  * the conv index math, and a float64-summed matrix product on top of wasm's XNNPACK BatchMatMul.
  */
-import {backend_util, getKernel} from '@tensorflow/tfjs-core';
+import {backend_util, getKernel, registerKernel, unregisterKernel} from '@tensorflow/tfjs-core';
 import type {DataId, DataType, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
 /** The part of tfjs-backend-wasm's BackendWasm these kernels use (its typings pull in emscripten's). */
@@ -215,4 +215,10 @@ export function chunkedMatMul(backend: WasmBackend, outShape: number[], rows: nu
   const out = backend.makeOutput(outShape, 'float32');
   heapF32(backend, out).set(acc); // rounds float64 → float32
   return out;
+}
+
+/** Registers config, replacing a kernel the backend already has under that name. */
+export function replaceKernel(config: KernelConfig): void {
+  if (getKernel(config.kernelName, config.backendName) !== undefined) unregisterKernel(config.kernelName, config.backendName);
+  registerKernel(config);
 }

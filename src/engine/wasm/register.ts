@@ -4,7 +4,7 @@
  * kernels (for wasm and cpu). Idempotent; call before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';
-import {Conv2DBackpropInput, getKernel, registerKernel, unregisterKernel} from '@tensorflow/tfjs-core';
+import {Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {registerBatchNormKernels} from '../batchnorm-kernels.js';
@@ -12,12 +12,7 @@ import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
 import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
 import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
-
-/** Registers config, replacing a kernel the backend already has under that name. */
-function replaceKernel(config: KernelConfig): void {
-  if (getKernel(config.kernelName, config.backendName) !== undefined) unregisterKernel(config.kernelName, config.backendName);
-  registerKernel(config);
-}
+import {replaceKernel} from './kernel-utils.js';
 
 let registered = false;
 export function registerWasmTrainingKernels(): void {
