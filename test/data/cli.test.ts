@@ -4,13 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import {execFile} from 'node:child_process';
-import {existsSync, promises as fs} from 'node:fs';
+import {existsSync} from 'node:fs';
 import path from 'node:path';
 import {after, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
 import {datasetDigest, generateSynthetic} from '../../src/data/index.js';
-import {closedPort, FIXTURE_MD5, fixtureBytes, serve, tempDir} from './helpers.js';
+import {closedPort, FIXTURE_MD5, fixtureBytes, serve, tempDirs} from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const built = existsSync(path.join(root, 'dist/commands/data/download.js'));
@@ -32,15 +32,7 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
 }
 
 describe('dtrain data (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, () => {
-  const dirs: string[] = [];
-  const newDir = async (): Promise<string> => {
-    const d = await tempDir();
-    dirs.push(d);
-    return d;
-  };
-  after(async () => {
-    for (const d of dirs) await fs.rm(d, {recursive: true, force: true});
-  });
+  const newDir = tempDirs(after);
 
   test('synth writes the format; info reads it back', async () => {
     const dir = await newDir();

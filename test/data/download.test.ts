@@ -5,7 +5,7 @@ import {after, describe, test} from 'node:test';
 
 import {ExitCode, UserError} from '../../src/cli/errors.js';
 import {CIFAR10_SUBDIR, classifyNetworkError, downloadFile, ensureCifar10, extractCifar10Tarball, loadCifar10, NetworkError} from '../../src/data/index.js';
-import {closedPort, FIXTURE, FIXTURE_MD5, fixtureBytes, serve, tempDir} from './helpers.js';
+import {closedPort, FIXTURE, FIXTURE_MD5, fixtureBytes, serve, tempDirs} from './helpers.js';
 
 const body = fixtureBytes();
 const fast = {retryDelayMs: 0, timeoutMs: 5000};
@@ -28,15 +28,7 @@ function isNetworkError(...words: RegExp[]) {
 }
 
 describe('dtrain data download (against a local HTTP server)', () => {
-  const dirs: string[] = [];
-  const newDir = async (): Promise<string> => {
-    const d = await tempDir();
-    dirs.push(d);
-    return d;
-  };
-  after(async () => {
-    for (const d of dirs) await fs.rm(d, {recursive: true, force: true});
-  });
+  const newDir = tempDirs(after);
 
   test('downloads, verifies the md5, extracts, reports progress; a second run does nothing', async () => {
     const server = await serve(body);

@@ -101,3 +101,18 @@ export async function closedPort(): Promise<number> {
 }
 
 export const fixtureBytes = (): Buffer => readFileSync(FIXTURE);
+
+/**
+ * Temp dirs for one describe block, removed by its `after` hook: `const newDir = tempDirs(after)`.
+ */
+export function tempDirs(after: (fn: () => Promise<void>) => void): () => Promise<string> {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const d of dirs) await fs.rm(d, {recursive: true, force: true});
+  });
+  return async () => {
+    const d = await tempDir();
+    dirs.push(d);
+    return d;
+  };
+}
