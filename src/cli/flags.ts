@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core';
 
+import {DATA_SOURCES} from '../data/index.js';
 import {BACKENDS} from '../engine/backend.js';
-import {SIZES} from '../model/architecture.js';
+import {type ModelSize, parseModelSize, SIZES} from '../model/architecture.js';
 
 /** Flags shared by several commands, defined once. */
 export const sizeFlag = Flags.string({
@@ -16,3 +17,18 @@ export const backendFlag = Flags.string({
   options: ['auto', ...BACKENDS],
   default: 'auto',
 });
+
+export const checkpointFlags = {
+  checkpoint: Flags.string({char: 'c', description: 'safetensors checkpoint: RUN_DIR/checkpoint-epochN.safetensors of `dtrain run`, or a state_dict exported from the seed model.', required: true}),
+  // No default: the size comes from the checkpoint's metadata; only a file without it needs the flag.
+  size: Flags.string({char: 's', description: `ShuffleNetV2 size (${SIZES.join(', ')}); default: the checkpoint's own (a PyTorch export without metadata needs it).`}),
+};
+
+export const testDataFlags = {
+  data: Flags.string({description: 'Test set: cifar10 (needs `dtrain data download`) or synthetic (generated, the one `dtrain run --data synthetic` tests on).', options: [...DATA_SOURCES], default: 'cifar10'}),
+  'data-dir': Flags.string({description: 'CIFAR-10 directory (default $DTRAIN_DATA_DIR or ~/.cache/dtrain/cifar10).'}),
+};
+
+export function optionalSize(value: string | undefined): ModelSize | undefined {
+  return value === undefined ? undefined : parseModelSize(value);
+}
