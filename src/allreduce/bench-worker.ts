@@ -1,0 +1,54 @@
+/**
+ * One rank of `dtrain bench allreduce`, run as its own process by bench.ts (fork, IPC channel).
+ * Protocol (WorkerMessage, driven by runRingProcesses): → ready; ← peers; → done; ← exit.
+ * Closing only on 'exit' (after every rank is done) keeps the inbox open for a slower predecessor.
+ */
+import {RingAllReduce} from './ring.js';
+import type {WorkerConfig, WorkerSizeResult} from './bench.js';
+import type {WorkerMessage} from './processes.js';
+
+const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+type Message = WorkerMessage<WorkerSizeResult[]>;
+const report = (m: Message): void => void process.send?.(m);
+const ring = new RingAllReduce({...config.ring, rank: config.rank, worldSize: config.workers});
+
+async function measure(peers: string[]): Promise<WorkerSizeResult[]> {
+  ring.connect(peers);
+  const barrier = new Float32Array(1);
+  const results: WorkerSizeResult[] = [];
+  let step = 0;
+  for (const bytes of config.sizes) {
+    // Every rank holds its rank number: the mean, (N−1)/2, is exact in float32 and stays so, which checks every round.
+    const data = new Float32Array(bytes / 4).fill(config.rank);
+    const expected = (config.workers - 1) / 2;
+    const times: number[] = [];
+    for (let i = 0; i < config.warmup + config.iters; i++) {
+      // A one-element all-reduce lines the ranks up, so each timing starts together, as nccl-tests does.
+      await ring.allReduceMean(barrier, {job: 'bench', step: step++});
+      const t0 = performance.now();
+      await ring.allReduceMean(data, {job: 'bench', step: step++});
+      if (i >= config.warmup) times.push(performance.now() - t0);
+    }
+    const wrong = data.findIndex((v) => v !== expected);
+    if (wrong >= 0) throw new Error(`rank ${config.rank}: element ${wrong} is ${data[wrong]} after the all-reduce, expected ${expected}`);
+    results.push({bytes, times});
+  }
+  return results;
+}
+
+process.on('message', (m: Message) => {
+  if (m.type === 'peers') {
+    measure(m.peers).then(
+      (results) => report({type: 'done', results}),
+      (err: Error) => report({type: 'error', message: err.message}),
+    );
+  } else if (m.type === 'exit') {
+    ring.close();
+    process.disconnect();
+  }
+});
+
+ring.start().then(
+  (endpoint) => report({type: 'ready', endpoint}),
+  (err: Error) => report({type: 'error', message: err.message}),
+);

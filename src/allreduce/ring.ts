@@ -1,0 +1,407 @@
+/**
+ * Ring all-reduce over ZeroMQ TCP: reduce-scatter then all-gather on a flat Float32Array, every
+ * message tagged and checked, a timeout that names the silent peer. See docs/allreduce.md.
+ *
+ * Sockets: each rank binds one PULL (its inbox, fed by its predecessor) and connects one PUSH to
+ * its successor's inbox. PUSH/PULL gives back-pressure (send() waits at the high-water mark) and
+ * tolerates reconnects; the PULL also accepts strangers, which is why every message is checked.
+ */
+import {Pull, Push} from 'zeromq';
+
+import {ExitCode, UserError} from '../cli/errors.js';
+import {decodeHeader, encodeHeader, type Header, jobHash, Phase, phaseName} from './header.js';
+import {mod, nextTransfer, receiveSchedule, segmentChunks, type Transfer} from './schedule.js';
+
+/**
+ * Measured on loopback (docs/allreduce.md): 512 KiB–4 MiB cost the least CPU per byte, 256 KiB and
+ * below noticeably more; the low end of that range keeps the pipeline going on small segments.
+ */
+export const DEFAULT_CHUNK_BYTES = 512 * 1024;
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_LINGER_MS = 5_000;
+/** Drop notices per all-reduce call before they are only counted, so a flood cannot flood stderr. */
+const MAX_DROP_LOGS = 8;
+
+export interface AllReduceTag {
+  job: string;
+  /** Training step, 0 … 2^32−1: messages from any other step are stale and dropped. */
+  step: number;
+}
+
+export interface RingPosition {
+  rank: number;
+  worldSize: number;
+}
+
+export interface RingOptions extends RingPosition {
+  /** Interface to bind the inbox on (default 127.0.0.1). */
+  bindHost?: string;
+  /** Host put in the reported endpoint when bindHost is a wildcard (default bindHost). */
+  advertiseHost?: string;
+  /** Inbox port; 0 (default) takes an ephemeral one, reported by start(). */
+  port?: number;
+  /** Chunk size; must be the same on every rank, since both ends of a link derive the message stream from it. */
+  chunkBytes?: number;
+  /** Longest wait for the predecessor's next message before AllReduceTimeoutError. */
+  timeoutMs?: number;
+  /** How long close() lets queued messages drain to the successor (it may still need the last ones). */
+  lingerMs?: number;
+  /** ZeroMQ high-water marks in messages (0 = unlimited) and kernel TCP buffer sizes in bytes (-1 = OS default). */
+  sendHighWaterMark?: number;
+  receiveHighWaterMark?: number;
+  socketBufferBytes?: number;
+  /** Where drop notices go (default stderr). */
+  logger?: (line: string) => void;
+}
+
+export type ReduceOp = 'sum' | 'mean';
+
+/** The predecessor sent nothing usable for timeoutMs: names that rank and its endpoint. */
+export class AllReduceTimeoutError extends UserError {
+  constructor(
+    readonly rank: number,
+    readonly peerRank: number,
+    readonly peerEndpoint: string | undefined,
+    readonly timeoutMs: number,
+    detail: string,
+  ) {
+    super(`all-reduce timed out on rank ${rank}: nothing usable from predecessor rank ${peerRank} (${peerEndpoint ?? 'endpoint unknown: it never said hello'}) for ${timeoutMs} ms; ${detail}`, {
+      exitCode: ExitCode.network,
+      suggestion: `check that rank ${peerRank} is running, reachable at its endpoint, and on the same job, step and chunk size`,
+    });
+    this.name = 'AllReduceTimeoutError';
+  }
+}
+
+export class RingAllReduce {
+  private position: RingPosition;
+  private readonly chunkElems: number;
+  private readonly timeoutMs: number;
+  private readonly log: (line: string) => void;
+  private pull?: Pull;
+  private push?: Push;
+  private outbox: Outbox | undefined;
+  private boundEndpoint?: string;
+  private starting?: Promise<string>;
+  private predecessorEndpoint?: string;
+  private successorEndpoint?: string;
+  private broken?: string;
+  private busy = false;
+  private closed = false;
+  private dropLogs = 0;
+  /** Messages dropped as malformed, stale or unexpected since construction. */
+  dropped = 0;
+
+  constructor(private readonly options: RingOptions) {
+    checkPosition(options);
+    this.position = {rank: options.rank, worldSize: options.worldSize};
+    const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!Number.isInteger(chunkBytes) || chunkBytes < 4) throw new RangeError(`chunkBytes must be an integer ≥ 4, got ${chunkBytes}`);
+    this.chunkElems = Math.floor(chunkBytes / 4);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${this.timeoutMs}`);
+    this.log = options.logger ?? ((line) => process.stderr.write(`dtrain allreduce: ${line}\n`));
+  }
+
+  get rank(): number {
+    return this.position.rank;
+  }
+
+  get worldSize(): number {
+    return this.position.worldSize;
+  }
+
+  /** The inbox endpoint (after start()), to hand to the predecessor. */
+  get endpoint(): string | undefined {
+    return this.boundEndpoint;
+  }
+
+  /** Binds the inbox; returns its endpoint (tcp://host:port, the real port when port 0 was asked). Idempotent. */
+  start(): Promise<string> {
+    if (this.closed) return Promise.reject(new Error('RingAllReduce is closed'));
+    // Concurrent callers share one bind; a failed bind may be retried.
+    this.starting ??= this.bind().catch((err: unknown) => {
+      this.starting = undefined;
+      throw err;
+    });
+    return this.starting;
+  }
+
+  private async bind(): Promise<string> {
+    const o = this.options;
+    const pull = new Pull({linger: 0, receiveHighWaterMark: o.receiveHighWaterMark ?? 1000, receiveBufferSize: o.socketBufferBytes ?? -1});
+    const host = o.bindHost ?? '127.0.0.1';
+    try {
+      await pull.bind(`tcp://${host}:${o.port ?? 0}`);
+    } catch (err) {
+      pull.close();
+      throw new UserError(`rank ${this.rank} cannot bind its all-reduce endpoint tcp://${host}:${o.port ?? 0}: ${(err as Error).message}`, {exitCode: ExitCode.network, cause: err});
+    }
+    if (this.closed) {
+      pull.close();
+      throw new Error('RingAllReduce was closed while starting');
+    }
+    this.pull = pull;
+    const bound = pull.lastEndpoint ?? `tcp://${host}:${o.port ?? 0}`;
+    this.boundEndpoint = o.advertiseHost ? bound.replace(/^tcp:\/\/.*:(\d+)$/, `tcp://${o.advertiseHost}:$1`) : bound;
+    this.sayHello();
+    return this.boundEndpoint;
+  }
+
+  /**
+   * Joins the ring: `peers` is every rank's endpoint in rank order (so a timeout can name the
+   * predecessor's), or just the successor's endpoint. Calling it again re-forms the ring, optionally
+   * at a new rank / world size; the inbox (and so this rank's endpoint) stays the same.
+   */
+  connect(peers: readonly string[] | string, position?: RingPosition): void {
+    if (this.closed) throw new Error('RingAllReduce is closed');
+    if (position) {
+      checkPosition(position);
+      this.position = {rank: position.rank, worldSize: position.worldSize};
+    }
+    const {rank, worldSize} = this.position;
+    if (typeof peers !== 'string' && peers.length !== worldSize) throw new RangeError(`connect: ${peers.length} peer endpoints for a world of ${worldSize}`);
+    // The old successor may still need this rank's last messages, unless the old ring is broken.
+    this.closePush(this.broken ? 0 : undefined);
+    this.broken = undefined;
+    this.predecessorEndpoint = typeof peers === 'string' ? undefined : peers[mod(rank - 1, worldSize)];
+    this.successorEndpoint = typeof peers === 'string' ? peers : peers[mod(rank + 1, worldSize)];
+    if (worldSize === 1) return;
+    const o = this.options;
+    const push = new Push({linger: o.lingerMs ?? DEFAULT_LINGER_MS, sendHighWaterMark: o.sendHighWaterMark ?? 1000, sendBufferSize: o.socketBufferBytes ?? -1});
+    push.connect(this.successorEndpoint);
+    this.push = push;
+    this.outbox = new Outbox(push, (err) => {
+      this.broken ??= `sending to successor rank ${mod(rank + 1, worldSize)} (${this.successorEndpoint}) failed: ${err.message}`;
+    });
+    this.sayHello();
+  }
+
+  /** Tells the successor who feeds it, so its timeout can name this endpoint even when it was only given its own successor. */
+  private sayHello(): void {
+    if (!this.boundEndpoint || !this.outbox) return;
+    this.outbox.enqueue([encodeHeader({...HELLO, sender: this.rank, worldSize: this.worldSize}), Buffer.from(this.boundEndpoint, 'utf8')]);
+  }
+
+  /** Elementwise mean over all ranks, in place; bitwise identical on every rank. */
+  allReduceMean(data: Float32Array, tag: AllReduceTag): Promise<Float32Array> {
+    return this.allReduce(data, tag, 'mean');
+  }
+
+  allReduceSum(data: Float32Array, tag: AllReduceTag): Promise<Float32Array> {
+    return this.allReduce(data, tag, 'sum');
+  }
+
+  async allReduce(data: Float32Array, tag: AllReduceTag, op: ReduceOp): Promise<Float32Array> {
+    if (this.closed) throw new Error('RingAllReduce is closed');
+    if (!Number.isInteger(tag.step) || tag.step < 0 || tag.step > 0xffffffff) throw new RangeError(`step must be an integer in [0, 2^32), got ${tag.step}`);
+    const {rank, worldSize} = this.position;
+    if (worldSize === 1 || data.length === 0) return data;
+    if (!this.pull || !this.push || !this.outbox) throw new Error('RingAllReduce: call start() and connect() before allReduce');
+    if (this.broken) throw new Error(`ring is broken (${this.broken}); call connect() to re-form it`);
+    if (this.busy) throw new Error('RingAllReduce: one all-reduce at a time per rank');
+    this.busy = true;
+    this.dropLogs = 0;
+    try {
+      await this.run(data, tag, op, rank, worldSize, this.pull, this.outbox);
+      return data;
+    } catch (err) {
+      // Half-way through, the stream positions of this rank and its neighbours no longer agree.
+      this.broken ??= (err as Error).message;
+      throw err;
+    } finally {
+      this.busy = false;
+      if (this.dropLogs > MAX_DROP_LOGS) this.log(`rank ${rank}: ${this.dropLogs - MAX_DROP_LOGS} more messages dropped in job ${tag.job} step ${tag.step}`);
+    }
+  }
+
+  private async run(data: Float32Array, tag: AllReduceTag, op: ReduceOp, rank: number, worldSize: number, pull: Pull, outbox: Outbox): Promise<void> {
+    const base = {sender: rank, worldSize, jobHash: jobHash(tag.job), step: tag.step};
+    const send = (t: Transfer, payload: Buffer): void => {
+      outbox.enqueue([encodeHeader({...base, phase: t.phase, ringStep: t.ringStep, chunk: t.chunk.index, offset: t.chunk.offset, count: t.chunk.count}), payload]);
+    };
+    // Reduce-scatter step 0 sends this rank's own segment straight from `data` (no copy): it is only
+    // overwritten in all-gather by a value that could not exist before the successor received it.
+    for (const chunk of segmentChunks(data.length, worldSize, rank, this.chunkElems)) {
+      send({phase: Phase.reduceScatter, ringStep: 0, chunk}, Buffer.from(data.buffer, data.byteOffset + chunk.offset * 4, chunk.count * 4));
+    }
+    const expected = receiveSchedule(data.length, worldSize, rank, this.chunkElems);
+    const predecessor = mod(rank - 1, worldSize);
+    let deadline = performance.now() + this.timeoutMs;
+    let lastDrop: string | undefined;
+    for (let i = 0; i < expected.length; ) {
+      if (this.broken) throw new Error(this.broken);
+      const want = expected[i];
+      const remaining = Math.ceil(deadline - performance.now());
+      let frames: Buffer[] | undefined;
+      if (remaining > 0) {
+        pull.receiveTimeout = remaining;
+        try {
+          frames = await pull.receive();
+        } catch (err) {
+          // close() also ends a pending receive with EAGAIN: that is not the predecessor's fault.
+          if (this.closed) throw new Error('RingAllReduce was closed during an all-reduce');
+          if ((err as {code?: string}).code !== 'EAGAIN') throw err;
+        }
+      }
+      if (!frames) {
+        const where = `${phaseName(want.phase)} step ${want.ringStep} chunk ${want.chunk.index}`;
+        throw new AllReduceTimeoutError(rank, predecessor, this.predecessorEndpoint, this.timeoutMs, `job ${tag.job} step ${tag.step}, waiting for ${where}, ${i} of ${expected.length} messages received${lastDrop ? `; last dropped: ${lastDrop}` : ''}`);
+      }
+      const checked = this.check(frames, want, base.jobHash, tag, predecessor, worldSize);
+      if (typeof checked === 'string') {
+        lastDrop = checked;
+        this.drop(`rank ${rank} dropped a message: ${checked}`);
+        continue;
+      }
+      if (checked === HELLO_SEEN) continue;
+      const incoming = floatView(checked);
+      const {offset, count} = want.chunk;
+      const own = data.subarray(offset, offset + count);
+      const next = nextTransfer(want, worldSize);
+      if (want.phase === Phase.reduceScatter) {
+        if (next?.phase === Phase.allGather) {
+          // This rank now holds the complete sum of this segment: it alone finishes it (so every rank
+          // ends with the same bits), keeps it, and starts it round the ring.
+          if (op === 'mean') addDivideInto(incoming, own, worldSize);
+          else addInto(incoming, own);
+          own.set(incoming);
+        } else {
+          addInto(incoming, own);
+        }
+      } else {
+        own.set(incoming);
+      }
+      // The received buffer is ours and never written again, so it is forwarded without a copy.
+      if (next) send(next, Buffer.from(incoming.buffer, incoming.byteOffset, incoming.byteLength));
+      deadline = performance.now() + this.timeoutMs;
+      i++;
+    }
+  }
+
+  /** The payload of the message we expect, HELLO_SEEN, or why the message is dropped. */
+  private check(frames: Buffer[], want: Transfer, hash: number, tag: AllReduceTag, predecessor: number, worldSize: number): Buffer | typeof HELLO_SEEN | string {
+    if (frames.length !== 2) return `${frames.length} frames, expected 2 (header, payload)`;
+    const h = decodeHeader(frames[0]);
+    if (typeof h === 'string') return h;
+    if (h.sender !== predecessor || h.worldSize !== worldSize) return `from rank ${h.sender} of ${h.worldSize}, expected predecessor rank ${predecessor} of ${worldSize}`;
+    if (h.phase === Phase.hello) {
+      this.predecessorEndpoint ??= frames[1].toString('utf8');
+      return HELLO_SEEN;
+    }
+    if (h.jobHash !== hash) return `another job (hash ${h.jobHash.toString(16)}), expected ${tag.job}`;
+    if (h.step !== tag.step) return `${h.step < tag.step ? 'stale' : 'future'} step ${h.step}, expected ${tag.step}`;
+    if (h.phase !== want.phase || h.ringStep !== want.ringStep || h.chunk !== want.chunk.index || h.offset !== want.chunk.offset || h.count !== want.chunk.count) {
+      return `out of sequence: ${describe(h)}, expected ${phaseName(want.phase)} step ${want.ringStep} chunk ${want.chunk.index} [${want.chunk.offset}+${want.chunk.count}] (same length and chunk size on every rank?)`;
+    }
+    if (frames[1].length !== want.chunk.count * 4) return `payload ${frames[1].length} bytes, header says ${want.chunk.count * 4}`;
+    return frames[1];
+  }
+
+  private drop(line: string): void {
+    this.dropped++;
+    if (this.dropLogs++ < MAX_DROP_LOGS) this.log(line);
+  }
+
+  private closePush(lingerMs?: number): void {
+    if (!this.push) return;
+    if (lingerMs !== undefined) this.push.linger = lingerMs;
+    this.push.close();
+    this.push = undefined;
+    this.outbox = undefined;
+  }
+
+  /**
+   * Closes both sockets; idempotent. Queued messages get lingerMs to reach the successor (which may
+   * still need this rank's last all-gather chunks), none if the ring is broken or an all-reduce is
+   * being abandoned half-way.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closePush(this.broken || this.busy ? 0 : undefined);
+    this.pull?.close();
+    this.pull = undefined;
+  }
+}
+
+/** Starts worldSize ranks in this process on loopback and joins them into one ring (tests, benchmarks, single-machine runs). */
+export async function formLocalRing(worldSize: number, options: Omit<RingOptions, 'rank' | 'worldSize' | 'port'> = {}): Promise<RingAllReduce[]> {
+  const ranks = Array.from({length: worldSize}, (_, rank) => new RingAllReduce({...options, rank, worldSize}));
+  try {
+    const peers = await Promise.all(ranks.map((r) => r.start()));
+    for (const r of ranks) r.connect(peers);
+    return ranks;
+  } catch (err) {
+    for (const r of ranks) r.close();
+    throw err;
+  }
+}
+
+const HELLO = {phase: Phase.hello, ringStep: 0, jobHash: 0, step: 0, chunk: 0, offset: 0, count: 0} as const;
+const HELLO_SEEN = Symbol('hello');
+
+/**
+ * Serialises sends on one PUSH socket (ZeroMQ allows one pending send per socket) without ever
+ * blocking the receive loop: the loop enqueues, this drains in order, waiting at the high-water mark.
+ */
+class Outbox {
+  private readonly queue: Buffer[][] = [];
+  private head = 0;
+  private draining = false;
+
+  constructor(
+    private readonly push: Push,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  enqueue(message: Buffer[]): void {
+    this.queue.push(message);
+    if (!this.draining) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.head < this.queue.length) {
+        const message = this.queue[this.head];
+        this.queue[this.head++] = EMPTY;
+        await this.push.send(message);
+      }
+      this.queue.length = 0;
+      this.head = 0;
+    } catch (err) {
+      // A closed socket (re-formed or closed ring) rejects its pending send; anything else breaks the ring.
+      if (!this.push.closed) this.onError(err as Error);
+    } finally {
+      this.draining = false;
+    }
+  }
+}
+const EMPTY: Buffer[] = [];
+
+function checkPosition({rank, worldSize}: RingPosition): void {
+  if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > 0xffff) throw new RangeError(`worldSize must be an integer in [1, 65535], got ${worldSize}`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new RangeError(`rank must be an integer in [0, ${worldSize}), got ${rank}`);
+}
+
+function describe(h: Header): string {
+  return `${phaseName(h.phase)} step ${h.ringStep} chunk ${h.chunk} [${h.offset}+${h.count}]`;
+}
+
+/** A Float32Array over the payload; copied only when ZeroMQ handed us bytes at an odd address. */
+function floatView(b: Buffer): Float32Array {
+  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  const copy = new Float32Array(b.length / 4);
+  new Uint8Array(copy.buffer).set(b);
+  return copy;
+}
+
+function addInto(acc: Float32Array, x: Float32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] += x[i];
+}
+
+/** The last addition and the mean's division in one pass (in float64, rounded once to float32). */
+function addDivideInto(acc: Float32Array, x: Float32Array, divisor: number): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] + x[i]) / divisor;
+}
