@@ -2,7 +2,7 @@ import {readdirSync, readFileSync} from 'node:fs';
 import {join} from 'node:path';
 
 import {ROOT} from './promql.js';
-import {parseYaml, parseYamlDocuments, type Yaml} from './yaml-lite.js';
+import {parseYaml, parseYamlDocuments, type Yaml} from './yaml.js';
 
 export {ROOT};
 export type Obj = {[key: string]: Yaml};

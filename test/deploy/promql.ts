@@ -8,7 +8,7 @@ import {readdirSync, readFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 
-import {parseYaml, type Yaml} from './yaml-lite.js';
+import {parseYaml, type Yaml} from './yaml.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DASHBOARD_DIR = join(ROOT, 'deploy/grafana/dashboards');
