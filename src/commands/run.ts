@@ -1,6 +1,6 @@
 import {join} from 'node:path';
 
-import {Flags} from '@oclif/core';
+import {Flags, type Interfaces} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
@@ -9,7 +9,8 @@ import {formatTable} from '../cli/table.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
-import {parseModelSize} from '../model/architecture.js';
+import {type ModelSize, parseModelSize} from '../model/architecture.js';
+import {type ClusterRunResult, runOnCluster} from '../coordinator/cluster-run.js';
 import {SCHEDULERS} from '../optim/schedulers.js';
 import {type LocalRunResult, runLocal} from '../worker/local-run.js';
 
@@ -42,9 +43,13 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     seed: Flags.integer({description: 'Seed of initialisation, data order and augmentation.', default: 0}),
     backend: backendFlag,
     'run-dir': Flags.string({description: 'Where history and checkpoints go (default runs/<time>).'}),
+    workers: Flags.integer({char: 'w', description: 'Data-parallel workers: the global batch is split over them, gradients averaged over a ZeroMQ ring. Without --coordinator, a local coordinator and N worker processes are started for the job and stopped afterwards. 1 (without --coordinator, --checkpoint-dir or --resume) trains in this process.', default: 1}),
+    coordinator: Flags.string({char: 'c', description: 'Submit to a running coordinator HOST:PORT (dtrain cluster up / dtrain coordinator) instead of starting one.'}),
+    'checkpoint-dir': Flags.string({description: 'Cluster runs: where the coordinator writes a checkpoint every epoch (default RUN_DIR; a path on the coordinator\'s machine).'}),
+    resume: Flags.boolean({description: 'Cluster runs: continue from the latest checkpoint in --checkpoint-dir at the next epoch.', default: false}),
   };
 
-  async run(): Promise<LocalRunResult> {
+  async run(): Promise<LocalRunResult | ClusterRunResult> {
     const {flags} = await this.parse(RunCommand);
     const size = parseModelSize(flags.size);
     const lr = Number(flags.lr);
@@ -55,7 +60,13 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     check(Number.isFinite(lr) && lr > 0, `--lr must be a positive number, got ${flags.lr}`, 'the seed uses --lr 0.1');
     check(Number.isFinite(momentum) && momentum >= 0 && momentum < 1, `--momentum must be in [0, 1), got ${flags.momentum}`, 'the seed uses --momentum 0.9');
     check(Number.isFinite(weightDecay) && weightDecay >= 0, `--weight-decay must be a non-negative number, got ${flags['weight-decay']}`, 'the seed uses --weight-decay 5e-4');
+    check(flags.workers >= 1, `--workers must be at least 1, got ${flags.workers}`, 'e.g. --workers 2');
+    check(flags['batch-size'] >= flags.workers, `--batch-size (${flags['batch-size']}) must be at least --workers (${flags.workers})`, 'each worker needs at least one image per step');
+    check(!flags.resume || Boolean(flags['checkpoint-dir'] ?? flags['run-dir']), '--resume needs the directory of the checkpoint to continue from', 'pass --checkpoint-dir DIR (or the --run-dir of the run)');
     const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
+    if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
+      return this.runCluster(flags, {size, lr, momentum, weightDecay, runDir});
+    }
     let lastProgress = 0;
     const result = await runLocal(
       {
@@ -96,6 +107,63 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     this.log('');
     this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.final.perClassByName).map(([name, acc]) => [name, `${(100 * acc).toFixed(2)}%`])));
     this.log(`\nfinal test accuracy ${(100 * result.final.accuracy).toFixed(2)}% (${result.final.correct}/${result.final.count}); history and checkpoints in ${runDir}`);
+    return {...result, epochs: result.epochs.map((e) => ({...e, trainAcc: e.trainAccuracy, testAcc: e.testAccuracy})), workers: 1, testAcc: result.final.accuracy, perClassAcc: result.final.perClassByName, checkpoint: result.epochs.at(-1)?.checkpoint ?? ''} as LocalRunResult;
+  }
+
+  private async runCluster(flags: Interfaces.InferredFlags<typeof RunCommand.flags>, common: {size: ModelSize; lr: number; momentum: number; weightDecay: number; runDir: string}): Promise<ClusterRunResult> {
+    const {runDir} = common;
+    const checkpointDir = flags['checkpoint-dir'] ?? runDir;
+    let lastProgress = 0;
+    const result = await runOnCluster(
+      {
+        ...common,
+        epochs: flags.epochs,
+        batchSize: flags['batch-size'],
+        scheduler: flags.scheduler,
+        data: flags.data as DataSource,
+        dataDir: flags['data-dir'],
+        trainLimit: flags['train-limit'],
+        testLimit: flags['test-limit'],
+        seed: flags.seed,
+        backend: flags.backend as BackendChoice,
+        workers: flags.workers,
+        coordinator: flags.coordinator,
+        checkpointDir,
+        resume: flags.resume,
+      },
+      {
+        onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
+        onAccepted: (a) => {
+          const w = a.workers[0];
+          this.progress(`dtrain: job ${a.jobId} on ${a.local ? 'a local cluster' : 'the coordinator'} at ${a.address}: ${a.workers.length} worker${a.workers.length === 1 ? '' : 's'}, backend ${w?.backend} on ${w?.device}`);
+          this.progress(
+            `dtrain: ShuffleNetV2 size ${common.size}, ${a.trainCount} train / ${a.testCount} test images from ${a.source}, global batch ${flags['batch-size']} = ${a.rankBatch.join(' + ')}, ${a.stepsPerEpoch} steps/epoch, run dir ${runDir}, checkpoints in ${checkpointDir}` +
+              (a.startEpoch > 0 ? `, resuming at epoch ${a.startEpoch + 1}` : ''),
+          );
+        },
+        onStep: (p) => {
+          const now = Date.now();
+          if (now - lastProgress < 2000 && p.step !== p.steps) return;
+          lastProgress = now;
+          this.progress(`  epoch ${p.epoch + 1} ${progressBar(p.step / p.steps)} step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${(p.images / Math.max(p.seconds, 1e-9)).toFixed(1)} img/s`);
+        },
+        onEpoch: (r) => {
+          this.log(
+            `epoch ${r.epoch + 1}/${flags.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(2)}%  ` +
+              `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAcc).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s  (all-reduce ${r.allreduceSeconds.toFixed(1)} s)`,
+          );
+        },
+      },
+    );
+    if (process.exitCode === 130) throw new UserError('interrupted; the local cluster was stopped', {exitCode: 130});
+    this.log('');
+    this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.perClassAcc).map(([name, acc]) => [name, `${(100 * acc).toFixed(2)}%`])));
+    this.log(`\nfinal test accuracy ${(100 * result.testAcc).toFixed(2)}% with ${result.workers} workers; history in ${runDir}, checkpoint ${result.checkpoint}`);
     return result;
   }
+}
+
+function progressBar(fraction: number, width = 20): string {
+  const full = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }

@@ -1,0 +1,35 @@
+import {DtrainCommand} from '../../cli/base-command.js';
+import {ExitCode, UserError} from '../../cli/errors.js';
+import {formatTable} from '../../cli/table.js';
+import {Flags} from '@oclif/core';
+import {clusterStatus} from '../../coordinator/client.js';
+import {clusterStateDir, isAlive, readClusterState} from '../../coordinator/local-cluster.js';
+import type {ClusterStatusResponse} from '../../gen/dtrain.js';
+
+export default class ClusterStatus extends DtrainCommand {
+  static override summary = 'Show the coordinator, its workers (backend, device, state, heartbeat) and jobs.';
+  static override examples = ['<%= config.bin %> cluster status', '<%= config.bin %> cluster status --coordinator 10.0.0.2:50051 --json'];
+  static override flags = {
+    coordinator: Flags.string({char: 'c', description: 'Coordinator HOST:PORT (default: the local cluster started by `dtrain cluster up`).'}),
+  };
+
+  async run(): Promise<ClusterStatusResponse & {address: string; processes?: Array<{role: string; pid: number; alive: boolean}>}> {
+    const {flags} = await this.parse(ClusterStatus);
+    const state = flags.coordinator ? undefined : await readClusterState();
+    const address = flags.coordinator ?? state?.address;
+    if (!address) throw new UserError(`no local cluster (no ${clusterStateDir()}/cluster.json)`, {exitCode: ExitCode.usage, suggestion: 'start one with `dtrain cluster up --detach`, or pass --coordinator HOST:PORT'});
+    const status = await clusterStatus(address);
+    this.log(`coordinator ${address} (dtrain ${status.coordinatorVersion}, up ${(status.uptimeMs / 1000).toFixed(0)} s)`);
+    this.log(
+      formatTable(
+        ['Worker', 'State', 'Rank', 'Job', 'Backend', 'Device', 'Host', 'PID', 'Heartbeat'],
+        status.workers.map((w) => [w.workerId, w.state, w.state === 'busy' ? String(w.rank) : '-', w.jobId || '-', w.backend, w.device, w.host, String(w.pid), `${(w.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`]),
+      ),
+    );
+    if (status.jobs.length > 0) {
+      this.log('');
+      this.log(formatTable(['Job', 'State', 'Epoch', 'Workers', 'Error'], status.jobs.map((j) => [j.jobId, j.state, `${j.epoch}/${j.epochs}`, String(j.workers), j.error || '-'])));
+    }
+    return {...status, address, processes: state?.processes.map((p) => ({role: p.role, pid: p.pid, alive: isAlive(p.pid)}))};
+  }
+}

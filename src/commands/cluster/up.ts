@@ -1,0 +1,66 @@
+import {join} from 'node:path';
+
+import {Flags} from '@oclif/core';
+
+import {DtrainCommand} from '../../cli/base-command.js';
+import {ExitCode, UserError} from '../../cli/errors.js';
+import {backendFlag} from '../../cli/flags.js';
+import {clusterStatus} from '../../coordinator/client.js';
+import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, writeClusterState} from '../../coordinator/local-cluster.js';
+import {onShutdown} from '../../coordinator/shutdown.js';
+
+export default class ClusterUp extends DtrainCommand {
+  static override summary = 'Start a standing local cluster: a coordinator and N workers on this machine.';
+  static override description = `With --detach the processes keep running after this command returns (state in $DTRAIN_CLUSTER_DIR or ~/.cache/dtrain/cluster/cluster.json; logs next to it); submit jobs with \`dtrain run --coordinator ADDRESS\` and stop them with \`dtrain cluster down\`. Without --detach the cluster runs until Ctrl-C.`;
+  static override examples = ['<%= config.bin %> cluster up --workers 2 --detach', '<%= config.bin %> run --coordinator 127.0.0.1:50051 --workers 2 --data synthetic'];
+  static override flags = {
+    workers: Flags.integer({char: 'w', description: 'Worker processes to start.', default: 2}),
+    port: Flags.integer({char: 'p', description: 'Coordinator port (0: any free port).', default: 50051}),
+    host: Flags.string({description: 'Coordinator interface.', default: '127.0.0.1'}),
+    backend: backendFlag,
+    detach: Flags.boolean({char: 'd', description: 'Return once the cluster is up and leave it running.', default: false}),
+    'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which the coordinator declares a worker dead.', default: '10'}),
+  };
+
+  async run(): Promise<ClusterState> {
+    const {flags} = await this.parse(ClusterUp);
+    if (flags.workers < 1) throw new UserError(`--workers must be at least 1, got ${flags.workers}`, {exitCode: ExitCode.usage});
+    const dir = clusterStateDir();
+    const existing = await readClusterState(dir);
+    if (existing && existing.processes.some((p) => isAlive(p.pid))) {
+      throw new UserError(`a cluster is already up at ${existing.address} (state ${join(dir, 'cluster.json')})`, {exitCode: ExitCode.usage, suggestion: 'stop it with `dtrain cluster down` first'});
+    }
+    const logDir = join(dir, 'logs');
+    const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, host: flags.host, port: flags.port, detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
+    const state: ClusterState = {address: cluster.address, port: cluster.port, startedAt: new Date().toISOString(), processes: cluster.processes, logDir};
+    await writeClusterState(state, dir);
+    // Up means every worker has registered.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const status = await clusterStatus(cluster.address).catch(() => undefined);
+      const idle = status?.workers.filter((w) => w.state === 'idle').length ?? 0;
+      if (idle >= flags.workers) break;
+      if (Date.now() > deadline || cluster.processes.some((p) => !isAlive(p.pid))) {
+        await cluster.stop(2000);
+        await removeClusterState(dir);
+        throw new UserError(`the cluster did not come up (${idle}/${flags.workers} workers registered)`, {suggestion: `see the logs in ${logDir}`});
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    this.progress(`dtrain: cluster up at ${cluster.address}: coordinator pid ${cluster.processes[0].pid}, ${flags.workers} worker${flags.workers === 1 ? '' : 's'} (pids ${cluster.processes.slice(1).map((p) => p.pid).join(', ')}); logs in ${logDir}`);
+    if (flags.detach) {
+      this.progress(`dtrain: submit with \`dtrain run --coordinator ${cluster.address} --workers ${flags.workers}\`, stop with \`dtrain cluster down\``);
+      for (const c of cluster.children) {
+        c.stdin?.destroy();
+        c.unref();
+      }
+      return state;
+    }
+    this.progress('dtrain: Ctrl-C stops the cluster');
+    await onShutdown({exitWithParent: false}, async () => {
+      await cluster.stop();
+      await removeClusterState(dir);
+    });
+    return state;
+  }
+}

@@ -1,0 +1,39 @@
+import {writeFile} from 'node:fs/promises';
+
+import {Flags} from '@oclif/core';
+
+import {DtrainCommand} from '../cli/base-command.js';
+import {ExitCode, UserError} from '../cli/errors.js';
+import {CoordinatorServer} from '../coordinator/server.js';
+import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
+
+export default class CoordinatorCommand extends DtrainCommand {
+  static override summary = 'Run the cluster coordinator: gRPC server for workers and jobs (long-running).';
+  static override description = `Workers register with \`dtrain worker --coordinator HOST:PORT\`; jobs come from \`dtrain run --coordinator HOST:PORT\`. A worker that sends no heartbeat for --heartbeat-timeout seconds is declared dead (its job fails). SIGINT/SIGTERM end every worker session, so the workers exit too.`;
+  static override examples = ['<%= config.bin %> coordinator --port 50051', '<%= config.bin %> coordinator --host 0.0.0.0 --port 50051 --heartbeat-timeout 10'];
+  static override flags = {
+    host: Flags.string({description: 'Interface to listen on (0.0.0.0 for all).', default: '127.0.0.1'}),
+    port: Flags.integer({char: 'p', description: 'Port to listen on (0: any free port, printed).', default: 50051}),
+    'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which a worker is declared dead.', default: '10'}),
+    'port-file': Flags.string({description: 'Write the port here once listening (used by cluster up).', hidden: true}),
+    'exit-with-parent': Flags.boolean({description: 'Exit when stdin closes (the parent died).', hidden: true, default: false}),
+  };
+
+  async run(): Promise<{host: string; port: number}> {
+    const {flags} = await this.parse(CoordinatorCommand);
+    const timeout = Number(flags['heartbeat-timeout']);
+    if (!(timeout > 0)) throw new UserError(`--heartbeat-timeout must be a positive number of seconds, got ${flags['heartbeat-timeout']}`, {exitCode: ExitCode.usage});
+    const server = new CoordinatorServer({host: flags.host, port: flags.port, heartbeatTimeoutMs: timeout * 1000, version: this.config.version});
+    let port: number;
+    try {
+      port = await server.start();
+    } catch (err) {
+      throw new UserError(`cannot listen on ${flags.host}:${flags.port}: ${(err as Error).message}`, {exitCode: ExitCode.network, suggestion: 'pick another --port (0 takes a free one)'});
+    }
+    process.stderr.write(`dtrain coordinator: listening on ${flags.host}:${port} (dtrain ${this.config.version}, heartbeat timeout ${timeout} s)\n`);
+    if (flags['port-file']) await writeFile(flags['port-file'], `${port}\n`);
+    await onShutdown({exitWithParent: flags['exit-with-parent']}, async () => server.stop());
+    exitSoon();
+    return {host: flags.host, port};
+  }
+}

@@ -1,0 +1,32 @@
+import {Flags} from '@oclif/core';
+
+import {DtrainCommand} from '../cli/base-command.js';
+import {backendFlag} from '../cli/flags.js';
+import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
+import type {BackendChoice} from '../engine/backend.js';
+import {WorkerSession} from '../worker/session.js';
+
+export default class WorkerCommand extends DtrainCommand {
+  static override summary = 'Run a training worker that serves a coordinator (long-running).';
+  static override description = `Registers with the coordinator (its backend and device included), keeps a session stream (heartbeats up, commands down) and trains its shard of each job, averaging gradients with the other workers over the ZeroMQ ring. Exits when the coordinator ends the session or goes away, or on SIGINT/SIGTERM.`;
+  static override examples = ['<%= config.bin %> worker --coordinator 127.0.0.1:50051', '<%= config.bin %> worker --coordinator coordinator.dtrain:50051 --ring-host 10.0.0.7 --backend wasm'];
+  static override flags = {
+    coordinator: Flags.string({char: 'c', description: 'Coordinator address HOST:PORT.', required: true}),
+    backend: backendFlag,
+    'ring-host': Flags.string({description: 'Interface the all-reduce socket binds on; peers connect to it (must be reachable from the other workers).', default: '127.0.0.1'}),
+    'ring-advertise': Flags.string({description: 'Host or IP the other workers use to reach this worker\'s all-reduce socket (default --ring-host; set it when --ring-host is 0.0.0.0, e.g. to the pod IP).'}),
+    id: Flags.string({description: 'Worker id to ask for (default: assigned by the coordinator).'}),
+    'exit-with-parent': Flags.boolean({description: 'Exit when stdin closes (the parent died).', hidden: true, default: false}),
+  };
+
+  async run(): Promise<{workerId: string}> {
+    const {flags} = await this.parse(WorkerCommand);
+    const session = new WorkerSession({coordinator: flags.coordinator, backend: flags.backend as BackendChoice, ringHost: flags['ring-host'], ringAdvertise: flags['ring-advertise'], version: this.config.version, workerId: flags.id});
+    const running = session.run();
+    await onShutdown({exitWithParent: flags['exit-with-parent']}, async () => {
+      session.stop();
+      await running.catch(() => {});
+    }, running).finally(() => exitSoon());
+    return {workerId: flags.id ?? ''};
+  }
+}

@@ -1,0 +1,68 @@
+import {credentials, type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
+
+import {ExitCode, UserError} from '../cli/errors.js';
+import {type ClusterStatusResponse, CoordinatorClient, type JobProgress, type JobSpec} from '../gen/dtrain.js';
+import {GRPC_OPTIONS} from './server.js';
+
+/** HOST:PORT → a gRPC client of the coordinator (insecure channel: loopback or a private network). */
+export function coordinatorClient(address: string): CoordinatorClient {
+  if (!/^[^:\s]+:\d+$/.test(address) && !/^\[[0-9a-f:]+\]:\d+$/i.test(address)) {
+    throw new UserError(`coordinator address "${address}" is not HOST:PORT`, {exitCode: ExitCode.usage, suggestion: 'e.g. --coordinator 127.0.0.1:50051'});
+  }
+  return new CoordinatorClient(address, credentials.createInsecure(), GRPC_OPTIONS);
+}
+
+/** A gRPC failure in words, as a UserError with the network exit code where the network is at fault. */
+export function explainGrpcError(err: ServiceError, address: string): UserError {
+  if (err.code === GrpcStatus.UNAVAILABLE || err.code === GrpcStatus.DEADLINE_EXCEEDED) {
+    return new UserError(`cannot reach the coordinator at ${address}: ${err.details || err.message}`, {exitCode: ExitCode.network, suggestion: 'start one with `dtrain coordinator` or `dtrain cluster up`, or check --coordinator', cause: err});
+  }
+  return new UserError(err.details || err.message, {exitCode: err.code === GrpcStatus.INVALID_ARGUMENT ? ExitCode.usage : ExitCode.failure, cause: err});
+}
+
+export async function clusterStatus(address: string, timeoutMs = 5000): Promise<ClusterStatusResponse> {
+  const client = coordinatorClient(address);
+  try {
+    return await new Promise<ClusterStatusResponse>((resolve, reject) => {
+      client.clusterStatus({}, {deadline: new Date(Date.now() + timeoutMs)} as never, (err: ServiceError | null, res: ClusterStatusResponse) => (err ? reject(explainGrpcError(err, address)) : resolve(res)));
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** Submits a job and calls onProgress for each progress message; resolves when the job completes. */
+export async function submitJob(address: string, spec: JobSpec, onProgress: (p: JobProgress) => void, signal?: AbortSignal): Promise<void> {
+  const client = coordinatorClient(address);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const call = client.submitJob(spec);
+      let failed = false;
+      const abort = () => call.cancel();
+      signal?.addEventListener('abort', abort, {once: true});
+      call.on('data', (p: JobProgress) => {
+        try {
+          onProgress(p);
+        } catch (err) {
+          failed = true;
+          call.cancel();
+          reject(err);
+        }
+      });
+      call.on('error', (err: ServiceError) => {
+        signal?.removeEventListener('abort', abort);
+        if (failed) return;
+        failed = true;
+        if (err.code === GrpcStatus.CANCELLED && signal?.aborted) reject(new UserError('job cancelled', {exitCode: 130}));
+        else if (err.code === GrpcStatus.ABORTED) reject(new UserError(`job failed: ${err.details}`, {exitCode: ExitCode.failure}));
+        else reject(explainGrpcError(err, address));
+      });
+      call.on('end', () => {
+        signal?.removeEventListener('abort', abort);
+        if (!failed) resolve();
+      });
+    });
+  } finally {
+    client.close();
+  }
+}

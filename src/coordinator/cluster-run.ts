@@ -1,0 +1,180 @@
+import {appendFile, mkdir} from 'node:fs/promises';
+import {join, resolve} from 'node:path';
+
+import {CIFAR10_CLASSES} from '../data/index.js';
+import type {EpochResult, JobAccepted, StepDone} from '../gen/dtrain.js';
+import type {LocalRunOptions} from '../worker/local-run.js';
+import {submitJob} from './client.js';
+import {startLocalCluster} from './local-cluster.js';
+
+export interface ClusterRunOptions extends LocalRunOptions {
+  workers: number;
+  /** HOST:PORT of a running coordinator; without it a local cluster is started for the job and stopped afterwards. */
+  coordinator?: string;
+  checkpointDir: string;
+  resume: boolean;
+  heartbeatTimeoutMs?: number;
+  /** Extra environment for the local cluster's processes. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** One epoch as `dtrain run --json` prints it (and, with the EpochRecord fields, as history.jsonl stores it). */
+export interface ClusterEpoch {
+  /** 0-based, like history.jsonl. */
+  epoch: number;
+  trainLoss: number;
+  trainAcc: number;
+  testLoss: number;
+  testAcc: number;
+  lr: number;
+  imagesPerSec: number;
+  seconds: number;
+  images: number;
+  steps: number;
+  allreduceSeconds: number;
+  checkpoint: string;
+  perClassAcc: Record<string, number>;
+}
+
+export interface ClusterRunResult {
+  workers: number;
+  backend: string;
+  device: string;
+  size: number;
+  runDir: string;
+  coordinator: string;
+  startEpoch: number;
+  epochs: ClusterEpoch[];
+  testAcc: number;
+  testLoss: number;
+  perClassAcc: Record<string, number>;
+  checkpoint: string;
+  /** The processes of the local cluster started for this run (all stopped when it returns). */
+  localPids: number[];
+}
+
+export interface ClusterRunEvents {
+  onLocalCluster?(c: {address: string; pids: number[]; logDir: string}): void;
+  onAccepted?(a: JobAccepted & {address: string; local: boolean}): void;
+  onStep?(s: StepDone): void;
+  onEpoch?(e: ClusterEpoch): void;
+}
+
+/**
+ * `dtrain run` on a cluster: submits the job to --coordinator, or starts a local coordinator and N
+ * workers for it and stops them afterwards (also on SIGINT/SIGTERM; children exit with this process
+ * in any case). Writes RUN_DIR/history.jsonl with the single-process EpochRecord fields.
+ */
+export async function runOnCluster(options: ClusterRunOptions, events: ClusterRunEvents = {}): Promise<ClusterRunResult> {
+  await mkdir(options.runDir, {recursive: true});
+  const controller = new AbortController();
+  const cluster = options.coordinator
+    ? undefined
+    : await startLocalCluster({workers: options.workers, backend: options.backend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, env: options.env});
+  if (cluster) events.onLocalCluster?.({address: cluster.address, pids: cluster.processes.map((p) => p.pid), logDir: join(options.runDir, 'cluster-logs')});
+  let interrupted: string | undefined;
+  let history = Promise.resolve();
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    controller.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const address = options.coordinator ?? cluster!.address;
+  const epochs: ClusterEpoch[] = [];
+  let accepted: JobAccepted | undefined;
+  let finished: {testAcc: number; testLoss: number; perClassAcc: Record<string, number>; checkpoint: string} | undefined;
+  try {
+    await submitJob(
+      address,
+      {
+        workers: options.workers,
+        hyper: {size: String(options.size), globalBatch: options.batchSize, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay, seed: options.seed, augment: true},
+        epochs: options.epochs,
+        scheduler: options.scheduler,
+        data: options.data,
+        dataDir: options.dataDir ? resolve(options.dataDir) : '',
+        trainLimit: options.trainLimit ?? 0,
+        testLimit: options.testLimit ?? 0,
+        checkpointDir: resolve(options.checkpointDir),
+        resume: options.resume,
+        backend: options.backend === 'auto' ? '' : options.backend,
+        waitMs: cluster ? 120_000 : 30_000,
+        runDir: '',
+      },
+      (p) => {
+        if (p.accepted) {
+          accepted = p.accepted;
+          events.onAccepted?.({...p.accepted, address, local: !cluster});
+        }
+        if (p.step) events.onStep?.(p.step);
+        if (p.epoch) {
+          const e = toEpoch(p.epoch);
+          epochs.push(e);
+          // history.jsonl: the single-process EpochRecord fields (dtrain plot reads them), plus cluster extras.
+          const record = {
+            epoch: e.epoch,
+            trainLoss: e.trainLoss,
+            trainAccuracy: e.trainAcc,
+            images: e.images,
+            steps: e.steps,
+            seconds: e.seconds,
+            imagesPerSec: e.imagesPerSec,
+            lr: e.lr,
+            testLoss: e.testLoss,
+            testAccuracy: e.testAcc,
+            perClass: e.perClassAcc,
+            checkpoint: e.checkpoint,
+            workers: options.workers,
+            allreduceSeconds: e.allreduceSeconds,
+          };
+          history = history.then(() => appendFile(join(options.runDir, 'history.jsonl'), JSON.stringify(record) + '\n'));
+          events.onEpoch?.(e);
+        }
+        if (p.finished) finished = {testAcc: p.finished.testAcc, testLoss: p.finished.testLoss, perClassAcc: p.finished.perClassAcc, checkpoint: p.finished.checkpoint};
+      },
+      controller.signal,
+    );
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await cluster?.stop();
+    await history;
+  }
+  if (interrupted) process.exitCode = 130;
+  const w0 = accepted?.workers[0];
+  const perClassAcc = finished?.perClassAcc ?? {};
+  return {
+    workers: options.workers,
+    backend: w0?.backend ?? '',
+    device: w0?.device ?? '',
+    size: options.size,
+    runDir: options.runDir,
+    coordinator: address,
+    startEpoch: accepted?.startEpoch ?? 0,
+    epochs,
+    testAcc: finished?.testAcc ?? Number.NaN,
+    testLoss: finished?.testLoss ?? Number.NaN,
+    perClassAcc: Object.fromEntries(CIFAR10_CLASSES.map((c) => [c, perClassAcc[c] ?? Number.NaN])),
+    checkpoint: finished?.checkpoint ?? '',
+    localPids: cluster?.processes.map((p) => p.pid) ?? [],
+  };
+}
+
+function toEpoch(r: EpochResult): ClusterEpoch {
+  return {
+    epoch: r.epoch,
+    trainLoss: r.trainLoss,
+    trainAcc: r.trainAcc,
+    testLoss: r.testLoss,
+    testAcc: r.testAcc,
+    lr: r.lr,
+    imagesPerSec: r.imagesPerSec,
+    seconds: r.seconds,
+    images: r.images,
+    steps: r.steps,
+    allreduceSeconds: r.allreduceSeconds,
+    checkpoint: r.checkpoint,
+    perClassAcc: Object.fromEntries(CIFAR10_CLASSES.map((c) => [c, r.perClassAcc[c] ?? Number.NaN])),
+  };
+}

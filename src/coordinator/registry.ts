@@ -1,0 +1,113 @@
+import type {ServerDuplexStream} from '@grpc/grpc-js';
+
+import type {CoordinatorCommand, RegisterRequest, WorkerInfo, WorkerMessage} from '../gen/dtrain.js';
+
+export type WorkerState = 'registered' | 'idle' | 'busy' | 'dead';
+
+export interface WorkerEntry {
+  id: string;
+  info: RegisterRequest;
+  state: WorkerState;
+  lastSeen: number;
+  registeredAt: number;
+  stream?: ServerDuplexStream<WorkerMessage, CoordinatorCommand>;
+  jobId?: string;
+  rank?: number;
+  /** Receives session messages while the worker is in a job. */
+  onMessage?: (msg: WorkerMessage) => void;
+  /** Told when the worker dies or its session ends while in a job. */
+  onLost?: (why: string) => void;
+}
+
+/** Workers known to the coordinator, their liveness (heartbeats) and their session streams. */
+export class WorkerRegistry {
+  private readonly workers = new Map<string, WorkerEntry>();
+  private counter = 0;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly heartbeatTimeoutMs: number,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  register(info: RegisterRequest): WorkerEntry {
+    let id = info.workerId || `worker-${++this.counter}`;
+    const existing = this.workers.get(id);
+    if (existing && existing.state !== 'dead') id = `${id}-${++this.counter}`;
+    const now = Date.now();
+    const entry: WorkerEntry = {id, info, state: 'registered', lastSeen: now, registeredAt: now};
+    this.workers.set(id, entry);
+    return entry;
+  }
+
+  get(id: string): WorkerEntry | undefined {
+    return this.workers.get(id);
+  }
+
+  all(): WorkerEntry[] {
+    return [...this.workers.values()];
+  }
+
+  idle(): WorkerEntry[] {
+    return this.all()
+      .filter((w) => w.state === 'idle')
+      .sort((a, b) => a.registeredAt - b.registeredAt);
+  }
+
+  touch(entry: WorkerEntry): void {
+    entry.lastSeen = Date.now();
+  }
+
+  /** Marks a worker dead (silent, or its session ended) and tells its job. */
+  kill(entry: WorkerEntry, why: string): void {
+    if (entry.state === 'dead') return;
+    entry.state = 'dead';
+    this.log(`worker ${entry.id} is dead: ${why}`);
+    const lost = entry.onLost;
+    entry.onLost = undefined;
+    entry.onMessage = undefined;
+    try {
+      entry.stream?.end();
+    } catch {
+      // already closed
+    }
+    entry.stream = undefined;
+    lost?.(why);
+  }
+
+  startWatchdog(): void {
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      for (const w of this.workers.values()) {
+        if (w.state !== 'dead' && now - w.lastSeen > this.heartbeatTimeoutMs) this.kill(w, `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s (timeout ${this.heartbeatTimeoutMs / 1000} s)`);
+      }
+    }, Math.min(500, this.heartbeatTimeoutMs / 4));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const w of this.workers.values()) {
+      try {
+        w.stream?.end();
+      } catch {
+        // ignore
+      }
+    }
+  }
+
+  describe(entry: WorkerEntry): WorkerInfo {
+    return {
+      workerId: entry.id,
+      host: entry.info.host,
+      backend: entry.info.backend,
+      device: entry.info.device,
+      state: entry.state === 'registered' ? 'idle' : entry.state,
+      rank: entry.rank ?? 0,
+      jobId: entry.jobId ?? '',
+      lastHeartbeatMsAgo: Date.now() - entry.lastSeen,
+      pid: entry.info.pid,
+      dtrainVersion: entry.info.dtrainVersion,
+    };
+  }
+}

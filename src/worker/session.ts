@@ -1,0 +1,282 @@
+import {existsSync} from 'node:fs';
+import {mkdir, readFile, rename, writeFile} from 'node:fs/promises';
+import {homedir, hostname} from 'node:os';
+import {join} from 'node:path';
+import {Worker} from 'node:worker_threads';
+
+import type {ClientDuplexStream, ServiceError} from '@grpc/grpc-js';
+
+import {formLocalRing, RingAllReduce} from '../allreduce/index.js';
+import {ExitCode, UserError} from '../cli/errors.js';
+import {coordinatorClient, explainGrpcError} from '../coordinator/client.js';
+import {blobHash, decodeDatasetBlob} from '../coordinator/dataset-blob.js';
+import type {Dataset} from '../data/index.js';
+import {type BackendChoice, type BackendInfo, initBackend} from '../engine/backend.js';
+import {type CoordinatorClient, type CoordinatorCommand, type DatasetChunk, ProtocolVersion, type RegisterResponse, type StartJob, type WorkerMessage} from '../gen/dtrain.js';
+import {parseModelSize} from '../model/architecture.js';
+import {parseSafetensors} from '../model/safetensors.js';
+import {ShuffleNetV2} from '../model/shufflenetv2.js';
+import {SGD} from '../optim/sgd.js';
+import {loadMomentum, Replica, serializeModel, serializeMomentum} from './replica.js';
+
+export interface WorkerOptions {
+  coordinator: string;
+  backend: BackendChoice;
+  /** Interface the ring socket binds on, and the host advertised to peers. */
+  ringHost: string;
+  /** Host put in the advertised ring endpoint (default ringHost). */
+  ringAdvertise?: string;
+  version: string;
+  workerId?: string;
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+/** Heartbeats from a thread that training cannot block; undefined where the thread cannot start (then the session's own heartbeats remain). */
+function startHeartbeatThread(address: string, workerId: string, intervalMs: number): Worker | undefined {
+  const js = new URL('./heartbeat-thread.js', import.meta.url);
+  const ts = new URL('./heartbeat-thread.ts', import.meta.url);
+  try {
+    const worker = existsSync(js) ? new Worker(js, {workerData: {address, workerId, intervalMs}}) : new Worker(ts, {workerData: {address, workerId, intervalMs}, execArgv: ['--import', 'tsx']});
+    worker.unref();
+    worker.on('error', () => {});
+    return worker;
+  } catch {
+    return undefined;
+  }
+}
+
+export function defaultDatasetCache(): string {
+  return process.env.DTRAIN_CACHE_DIR ? join(process.env.DTRAIN_CACHE_DIR, 'datasets') : join(homedir(), '.cache', 'dtrain', 'datasets');
+}
+
+interface ActiveJob {
+  start: StartJob;
+  ring: RingAllReduce;
+  train: Dataset;
+  test: Dataset;
+  replica?: Replica;
+  model?: ShuffleNetV2;
+}
+
+/**
+ * A worker: registers, keeps one session stream with the coordinator (heartbeats up, commands down)
+ * and runs the commands of its job one at a time. Resolves when the session ends — the coordinator
+ * stopped or declared this worker dead — so a worker never outlives its coordinator.
+ */
+export class WorkerSession {
+  private client?: CoordinatorClient;
+  private stream?: ClientDuplexStream<WorkerMessage, CoordinatorCommand>;
+  private id = '';
+  private job?: ActiveJob;
+  private queue: Promise<void> = Promise.resolve();
+  private backend?: BackendInfo;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.log = options.log ?? ((line) => process.stderr.write(`dtrain worker: ${line}\n`));
+  }
+
+  async run(): Promise<void> {
+    this.backend = await initBackend(this.options.backend);
+    const client = coordinatorClient(this.options.coordinator);
+    this.client = client;
+    const registered = await new Promise<RegisterResponse>((resolve, reject) => {
+      client.register(
+        {
+          workerId: this.options.workerId ?? '',
+          host: hostname(),
+          ringEndpoint: `tcp://${this.options.ringAdvertise ?? this.options.ringHost}`,
+          backend: this.backend!.name,
+          device: this.backend!.device,
+          dtrainVersion: this.options.version,
+          protocolVersion: ProtocolVersion.PROTOCOL_VERSION_CURRENT,
+          pid: process.pid,
+        },
+        {deadline: new Date(Date.now() + 15_000)} as never,
+        (err: ServiceError | null, res: RegisterResponse) => (err ? reject(explainGrpcError(err, this.options.coordinator)) : resolve(res)),
+      );
+    });
+    this.id = registered.workerId;
+    this.log(`registered as ${this.id} with ${this.options.coordinator} (backend ${this.backend.name} on ${this.backend.device})`);
+    const stream = client.session();
+    this.stream = stream;
+    const send = (msg: Omit<WorkerMessage, 'workerId'>) => stream.write({workerId: this.id, ...msg});
+    send({hello: {}});
+    const interval = registered.heartbeatIntervalMs || 1000;
+    const beat = setInterval(() => send({heartbeat: {sentAtMs: Date.now()}}), interval);
+    const beats = startHeartbeatThread(this.options.coordinator, this.id, interval);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.on('data', (cmd: CoordinatorCommand) => {
+          // A stop must not wait behind a running epoch that may be blocked on a dead peer's
+          // all-reduce: closing the ring now makes that epoch fail fast; the queue then cleans up.
+          if (cmd.stop && this.job?.start.jobId === cmd.stop.jobId && cmd.stop.reason !== 'completed') this.job.ring.close();
+          this.queue = this.queue.then(() => this.handle(cmd)).catch((err: Error) => {
+            const jobId = this.job?.start.jobId ?? '';
+            this.log(`job ${jobId} failed here: ${err.message}`);
+            send({error: {jobId, message: err.message}});
+            this.endJob();
+          });
+        });
+        stream.on('end', () => resolve());
+        stream.on('error', (err: ServiceError) => {
+          if (err.code === 1 /* CANCELLED by us */) resolve();
+          else reject(new UserError(`lost the coordinator at ${this.options.coordinator}: ${err.details || err.message}`, {exitCode: ExitCode.network}));
+        });
+      });
+    } finally {
+      clearInterval(beat);
+      beats?.postMessage({stop: true});
+      void beats?.terminate();
+      this.endJob();
+      stream.end();
+      client.close();
+    }
+  }
+
+  /** Ends the session (the worker then exits). */
+  stop(): void {
+    this.stream?.cancel();
+  }
+
+  private send(msg: Omit<WorkerMessage, 'workerId'>): void {
+    this.stream?.write({workerId: this.id, ...msg});
+  }
+
+  private async handle(cmd: CoordinatorCommand): Promise<void> {
+    if (cmd.start) return this.startJob(cmd.start);
+    const job = this.job;
+    if (cmd.stop) {
+      if (job && job.start.jobId === cmd.stop.jobId) {
+        this.log(`job ${cmd.stop.jobId} stopped (${cmd.stop.reason})`);
+        this.endJob();
+      }
+      return;
+    }
+    if (!job) throw new Error('a job command arrived while no job runs here');
+    if (cmd.connect) {
+      const {start} = job;
+      job.ring.connect(cmd.connect.ringEndpoints.length ? cmd.connect.ringEndpoints : cmd.connect.successorEndpoint);
+      if (cmd.connect.state.length > 0) {
+        job.model?.dispose();
+        job.model = ShuffleNetV2.fromState(parseModelSize(start.hyper!.size), parseSafetensors(cmd.connect.state, 'broadcast state').tensors);
+      }
+      if (!job.model) throw new Error('no initial weights: rank 0 must send them');
+      const h = start.hyper!;
+      const optimizer = new SGD({lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay});
+      if (cmd.connect.optimizer.length > 0) loadMomentum(optimizer, cmd.connect.optimizer);
+      job.replica = new Replica(job.model, optimizer, job.ring, {jobId: start.jobId, rank: start.rank, worldSize: start.worldSize, globalBatch: h.globalBatch, seed: h.seed, augment: h.augment});
+      this.send({ready: {jobId: start.jobId, checksum: await job.replica.checksum()}});
+      return;
+    }
+    if (cmd.runEpoch) {
+      const replica = job.replica;
+      if (!replica) throw new Error('run epoch before the ring was connected');
+      const {epoch, lr} = cmd.runEpoch;
+      const rank0 = job.start.rank === 0;
+      let images = 0;
+      const t0 = performance.now();
+      const r = await replica.trainEpoch(job.train, epoch, lr, (s) => {
+        images += s.globalImages;
+        if (rank0) this.send({step: {jobId: job.start.jobId, epoch, step: s.step, steps: s.steps, loss: s.loss, images, seconds: (performance.now() - t0) / 1000}});
+      });
+      await replica.averageBatchNorm();
+      const ev = await replica.evaluate(job.test);
+      const checksum = await replica.checksum();
+      const withState = rank0 && cmd.runEpoch.checkpoint;
+      this.send({
+        epochDone: {
+          jobId: job.start.jobId,
+          epoch,
+          trainLossSum: r.trainLossSum,
+          trainCorrect: r.trainCorrect,
+          trainCount: r.trainCount,
+          testLossSum: ev.lossSum,
+          testCorrectPerClass: ev.correctPerClass,
+          testCountPerClass: ev.countPerClass,
+          seconds: r.seconds,
+          allreduceSeconds: r.allreduceSeconds,
+          steps: r.steps,
+          checksum,
+          weights: withState ? Buffer.from(await serializeModel(replica.model, {format: 'dtrain-checkpoint', size: job.start.hyper!.size, epoch: String(epoch + 1), seed: String(job.start.hyper!.seed)})) : Buffer.alloc(0),
+          optimizer: withState ? Buffer.from(await serializeMomentum(replica.model, replica.optimizer)) : Buffer.alloc(0),
+        },
+      });
+    }
+  }
+
+  private async startJob(start: StartJob): Promise<void> {
+    this.endJob();
+    if (start.backend && start.backend !== 'auto' && start.backend !== this.backend!.name) {
+      throw new Error(`the job requires backend ${start.backend}, this worker runs ${this.backend!.name}`);
+    }
+    const {train, test} = await this.dataset(start.datasetHash);
+    if (train.count !== start.trainCount || test.count !== start.testCount) throw new Error(`dataset ${start.datasetHash.slice(0, 12)} has ${train.count}/${test.count} images, the job says ${start.trainCount}/${start.testCount}`);
+    const ring =
+      start.worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise});
+    const endpoint = await ring.start();
+    const job: ActiveJob = {start, ring, train, test};
+    this.job = job;
+    const h = start.hyper!;
+    let initialState = Buffer.alloc(0);
+    if (start.rank === 0) {
+      // Rank 0 initialises from the seed and broadcasts (through the coordinator) to the others.
+      job.model = ShuffleNetV2.create(parseModelSize(h.size), h.seed);
+      initialState = Buffer.from(await serializeModel(job.model));
+    }
+    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}`);
+    this.send({ringBound: {jobId: start.jobId, endpoint, initialState}});
+  }
+
+  private endJob(): void {
+    const job = this.job;
+    if (!job) return;
+    this.job = undefined;
+    job.ring.close();
+    job.model?.dispose();
+    job.replica?.optimizer.dispose();
+  }
+
+  /** The job's dataset from the local cache (verified by hash) or streamed from the coordinator. */
+  private async dataset(hash: string): Promise<{train: Dataset; test: Dataset}> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`bad dataset hash ${hash}`);
+    const dir = this.options.cacheDir ?? defaultDatasetCache();
+    const file = join(dir, `${hash}.bin`);
+    try {
+      const cached = await readFile(file);
+      if (blobHash(cached) === hash) return decodeDatasetBlob(cached);
+      this.log(`cached dataset ${file} does not match its hash; fetching it again`);
+    } catch {
+      // not cached
+    }
+    const chunks: Buffer[] = [];
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      const call = this.client!.fetchDataset({hash});
+      call.on('data', (c: DatasetChunk) => {
+        if (c.offset !== received) {
+          call.cancel();
+          reject(new Error(`dataset chunk at offset ${c.offset}, expected ${received}`));
+          return;
+        }
+        chunks.push(c.data);
+        received += c.data.length;
+      });
+      call.on('error', (err: ServiceError) => reject(explainGrpcError(err, this.options.coordinator)));
+      call.on('end', () => resolve());
+    });
+    const blob = Buffer.concat(chunks);
+    const got = blobHash(blob);
+    if (got !== hash) throw new Error(`dataset from the coordinator hashes to ${got.slice(0, 12)}, expected ${hash.slice(0, 12)}`);
+    try {
+      await mkdir(dir, {recursive: true});
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, blob);
+      await rename(tmp, file);
+    } catch (err) {
+      this.log(`cannot cache the dataset in ${dir}: ${(err as Error).message}`);
+    }
+    return decodeDatasetBlob(blob);
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The cluster through the built CLI, with real processes: `dtrain run --workers 2` (local coordinator
+ * and worker processes), `--resume`, `cluster up --detach` / `run --coordinator` / `cluster down`,
+ * Ctrl-C, and no process left behind. Needs dist/ (npm run build).
+ */
+import assert from 'node:assert/strict';
+import {execFile, spawn} from 'node:child_process';
+import {existsSync} from 'node:fs';
+import {mkdtemp, readFile, rm} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import {after, before, describe, test} from 'node:test';
+import {fileURLToPath} from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const built = existsSync(path.join(root, 'dist/commands/run.js')) && existsSync(path.join(root, 'dist/coordinator/server.js'));
+const TINY = ['--data', 'synthetic', '--train-limit', '256', '--test-limit', '128', '--batch-size', '32', '--lr', '0.05', '--backend', 'wasm'];
+
+let dir = '';
+let env: NodeJS.ProcessEnv = {};
+
+function dtrain(...args: string[]): Promise<{code: number; stdout: string; stderr: string}> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(root, 'bin/run.js'), ...args], {cwd: dir, env: {...process.env, ...env}, timeout: 120_000}, (error, stdout, stderr) => {
+      resolve({code: error ? ((error as {code?: number}).code ?? 1) : 0, stdout, stderr});
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function allGone(pids: number[], ms = 5000): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return pids.filter(alive);
+}
+
+describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'dist/ not built (npm run build)'}, () => {
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'dtrain-cluster-'));
+    env = {DTRAIN_CLUSTER_DIR: path.join(dir, 'cluster-state'), DTRAIN_CACHE_DIR: path.join(dir, 'cache')};
+  });
+  after(async () => {
+    await dtrain('cluster', 'down');
+    await rm(dir, {recursive: true, force: true});
+  });
+
+  test('run --workers 2 trains 2 epochs, writes checkpoints and history, stops its cluster; --resume continues at epoch 3', async () => {
+    const runDir = path.join(dir, 'run');
+    const r = await dtrain('run', '--workers', '2', '--epochs', '2', ...TINY, '--run-dir', runDir, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.workers, 2);
+    assert.equal(out.backend, 'wasm');
+    assert.equal(out.size, 0.5);
+    assert.equal(out.epochs.length, 2);
+    for (const e of out.epochs) for (const k of ['epoch', 'trainLoss', 'trainAcc', 'testLoss', 'testAcc', 'lr', 'imagesPerSec', 'seconds']) assert.equal(typeof e[k], 'number', `${k} in ${JSON.stringify(e)}`);
+    assert.equal(out.epochs[0].images, 256);
+    assert.equal(Object.keys(out.perClassAcc).length, 10);
+    assert.ok(out.testAcc >= 0 && out.testAcc <= 1);
+    assert.equal(out.checkpoint, path.join(runDir, 'checkpoint-epoch2.safetensors'));
+    for (const f of ['checkpoint-epoch2.safetensors', 'checkpoint-epoch2.optim.safetensors', 'checkpoint-epoch2.json', 'latest.json']) assert.ok(existsSync(path.join(runDir, f)), f);
+    const history = (await readFile(path.join(runDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(history.map((h) => h.epoch), [0, 1]);
+    for (const k of ['trainLoss', 'trainAccuracy', 'testLoss', 'testAccuracy', 'lr', 'imagesPerSec', 'seconds', 'perClass', 'checkpoint']) assert.ok(k in history[0], k);
+    assert.equal(out.localPids.length, 3);
+    assert.deepEqual(await allGone(out.localPids), [], 'coordinator and workers must be gone');
+    const state = JSON.parse(await readFile(path.join(runDir, 'latest.json'), 'utf8'));
+    assert.equal(state.epoch, 2);
+    assert.equal(state.scheduler.trainLosses.length, 2);
+
+    const resumed = await dtrain('run', '--workers', '2', '--epochs', '3', ...TINY, '--run-dir', runDir, '--resume', '--json');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const again = JSON.parse(resumed.stdout);
+    assert.equal(again.startEpoch, 2);
+    assert.deepEqual(again.epochs.map((e: {epoch: number}) => e.epoch), [2]);
+    assert.ok(existsSync(path.join(runDir, 'checkpoint-epoch3.safetensors')));
+    assert.deepEqual(await allGone(again.localPids), []);
+  });
+
+  test('cluster up --detach / status / run --coordinator / cluster down, nothing left behind; 3 straight epochs = 2 + --resume 1, bit for bit', async () => {
+    const up = await dtrain('cluster', 'up', '--workers', '2', '--detach', '--port', '0', '--backend', 'wasm', '--json');
+    assert.equal(up.code, 0, up.stderr);
+    const cluster = JSON.parse(up.stdout);
+    const pids: number[] = cluster.processes.map((p: {pid: number}) => p.pid);
+    assert.equal(pids.length, 3);
+    try {
+      const status = await dtrain('cluster', 'status', '--json');
+      assert.equal(status.code, 0, status.stderr);
+      const s = JSON.parse(status.stdout);
+      assert.equal(s.workers.filter((w: {state: string}) => w.state === 'idle').length, 2);
+      assert.ok(s.workers.every((w: {backend: string}) => w.backend === 'wasm'));
+      const r = await dtrain('run', '--coordinator', cluster.address, '--workers', '2', '--epochs', '3', ...TINY, '--run-dir', path.join(dir, 'run-c'), '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.epochs.length, 3);
+      assert.ok(out.testAcc > 0.2, `test accuracy ${out.testAcc} should beat chance (0.1) clearly`);
+      // The first test trained 2 epochs then resumed for the 3rd: the same weights, bit for bit.
+      const resumed = path.join(dir, 'run', 'checkpoint-epoch3.safetensors');
+      if (existsSync(resumed)) assert.ok((await readFile(resumed)).equals(await readFile(path.join(dir, 'run-c', 'checkpoint-epoch3.safetensors'))), 'resumed and uninterrupted runs must agree');
+      assert.deepEqual(out.localPids, []);
+      assert.ok(pids.every(alive), 'the standing cluster outlives the job');
+      const after = JSON.parse((await dtrain('cluster', 'status', '--json')).stdout);
+      assert.equal(after.jobs[0].state, 'completed');
+      // a job larger than the cluster fails with a clear message instead of hanging forever
+    } finally {
+      const down = await dtrain('cluster', 'down');
+      assert.equal(down.code, 0, down.stderr);
+    }
+    assert.deepEqual(await allGone(pids), []);
+    assert.ok(!existsSync(path.join(dir, 'cluster-state', 'cluster.json')));
+  });
+
+  test('Ctrl-C during run --workers 2 stops the coordinator and the workers', async () => {
+    const child = spawn(process.execPath, [path.join(root, 'bin/run.js'), 'run', '--workers', '2', '--epochs', '5', ...TINY, '--run-dir', path.join(dir, 'run-int')], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']});
+    let stderr = '';
+    const pids = await new Promise<number[]>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no training step within 60 s: ${stderr}`)), 60_000);
+      let found: number[] | undefined;
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        found ??= /pids ([\d, ]+);/.exec(stderr)?.[1].split(', ').map(Number);
+        if (found && /epoch 1 \[/.test(stderr)) {
+          clearTimeout(timer);
+          resolve(found);
+        }
+      });
+    });
+    const code = await new Promise<number | null>((resolve) => {
+      child.on('exit', (c) => resolve(c));
+      child.kill('SIGINT');
+    });
+    assert.notEqual(code, 0);
+    assert.equal(pids.length, 3);
+    assert.deepEqual(await allGone(pids, 15_000), [], 'every process of the local cluster exits after Ctrl-C');
+  });
+});

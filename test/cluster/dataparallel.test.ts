@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import * as tf from '@tensorflow/tfjs-core';
+
+import {ShardPlan} from '../../src/coordinator/shard-plan.js';
+import {type Dataset, generateSynthetic, IMAGE_BYTES, IMAGE_SIZE, makeBatch} from '../../src/data/index.js';
+import {initBackend} from '../../src/engine/backend.js';
+import {disposeGradients, lossAndGradients} from '../../src/model/gradients.js';
+import {ShuffleNetV2} from '../../src/model/shufflenetv2.js';
+import {SGD} from '../../src/optim/sgd.js';
+import {type MeanReducer, Replica, weightsChecksum} from '../../src/worker/replica.js';
+import {formLocalRing} from '../../src/allreduce/index.js';
+import {exactMeanReducers} from './helpers.js';
+
+const STEPS = 5;
+const SGD_OPTIONS = {lr: 0.05, momentum: 0.9, weightDecay: 5e-4};
+
+/**
+ * nn.DataParallel by hand: the N shards one after another on one model (BN batch stats per shard),
+ * their gradients averaged with the shard sizes as weights — g_r·(n_r·N/Σn) in float32, then
+ * summed in float64 and divided by N — and one SGD step.
+ */
+async function reference(worldSize: number, globalBatch: number, ds: Dataset, steps: number, float32Order?: number[]): Promise<Map<string, Float32Array>> {
+  const model = ShuffleNetV2.create(0.5, 11);
+  const optimizer = new SGD(SGD_OPTIONS);
+  const plan = new ShardPlan({count: ds.count, worldSize, globalBatch, seed: 4, epoch: 0});
+  for (let s = 0; s < steps; s++) {
+    const sums = new Map<string, Float64Array>();
+    for (const r of float32Order ?? Array.from({length: worldSize}, (_, k) => k)) {
+      const batch = makeBatch(ds, plan.stepIndices(r, s), {augment: false});
+      const xs = tf.tensor4d(batch.x, [batch.n, IMAGE_SIZE, IMAGE_SIZE, 3]);
+      const ys = tf.tensor1d(batch.labels, 'int32');
+      const out = lossAndGradients(model, xs, ys);
+      const scale = plan.gradientScale(r, s);
+      for (const [name, g] of out.grads) {
+        const scaled = scale === 1 ? g : tf.mul(g, scale);
+        const data = (await scaled.data()) as Float32Array;
+        if (scaled !== g) scaled.dispose();
+        const acc = sums.get(name) ?? new Float64Array(data.length);
+        if (float32Order) for (let i = 0; i < data.length; i++) acc[i] = Math.fround(acc[i] + data[i]);
+        else for (let i = 0; i < data.length; i++) acc[i] += data[i];
+        sums.set(name, acc);
+      }
+      for (const st of out.stats.values()) tf.dispose([st.mean, st.variance]);
+      disposeGradients(out);
+      tf.dispose([xs, ys]);
+    }
+    const mean = new Map<string, tf.Tensor>();
+    for (const [name, acc] of sums) mean.set(name, tf.tensor(Float32Array.from(acc, (v) => v / worldSize), model.params.get(name)!.shape));
+    optimizer.step(model.params, mean);
+    tf.dispose([...mean.values()]);
+  }
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of model.params) out.set(name, (await v.data()) as Float32Array);
+  model.dispose();
+  optimizer.dispose();
+  return out;
+}
+
+async function distributed(worldSize: number, globalBatch: number, ds: Dataset, reducers: MeanReducer[], steps: number) {
+  const replicas = reducers.map((reducer, rank) => new Replica(ShuffleNetV2.create(0.5, 11), new SGD(SGD_OPTIONS), reducer, {jobId: 'eq', rank, worldSize, globalBatch, seed: 4, augment: false}));
+  const plan = new ShardPlan({count: ds.count, worldSize, globalBatch, seed: 4, epoch: 0});
+  for (let s = 0; s < steps; s++) {
+    await Promise.all(
+      replicas.map(async (rep, rank) => {
+        const batch = makeBatch(ds, plan.stepIndices(rank, s), {augment: false, out: {x: new Float32Array(plan.rankBatch(rank) * IMAGE_BYTES), labels: new Int32Array(plan.rankBatch(rank))}});
+        await rep.step(batch.x, batch.labels, batch.n, plan.gradientScale(rank, s));
+      }),
+    );
+  }
+  return replicas;
+}
+
+async function compare(worldSize: number, globalBatch: number, steps: number, reducerKind: 'ring' | 'exact'): Promise<number> {
+  await initBackend('wasm');
+  const {train} = generateSynthetic({trainCount: 192, testCount: 10, seed: 2});
+  const expected = await reference(worldSize, globalBatch, train, steps);
+  const rings = reducerKind === 'ring' ? await formLocalRing(worldSize) : undefined;
+  const reducers: MeanReducer[] = rings ?? exactMeanReducers(worldSize);
+  try {
+    const replicas = await distributed(worldSize, globalBatch, train, reducers, steps);
+    let maxErr = 0;
+    for (const [name, want] of expected) {
+      const got = (await replicas[0].model.params.get(name)!.data()) as Float32Array;
+      for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]));
+    }
+    await Promise.all(replicas.map((r) => r.averageBatchNorm()));
+    const sums = await Promise.all(replicas.map((r) => weightsChecksum(r.model)));
+    console.log(`N=${worldSize} B=${globalBatch} (${replicas.map((_, r) => new ShardPlan({count: 192, worldSize, globalBatch, seed: 4, epoch: 0}).rankBatch(r)).join('+')}), ${reducerKind} reducer: max |w_dist − w_ref| = ${maxErr.toExponential(3)} after ${steps} steps`);
+    assert.equal(new Set(sums).size, 1, 'replicas must stay bitwise identical (weights and averaged BN buffers)');
+    for (const r of replicas) {
+      r.model.dispose();
+      r.optimizer.dispose();
+    }
+    return maxErr;
+  } finally {
+    for (const r of rings ?? []) r.close();
+  }
+}
+
+test('DataParallel equivalence over the ZeroMQ ring: 2 workers, 5 steps, within 1e-5 of one process averaging the 2 shard gradients', async () => {
+  assert.ok((await compare(2, 32, STEPS, 'ring')) <= 1e-5);
+});
+
+test('DataParallel equivalence over the ZeroMQ ring: 3 workers, one step within 1e-5 (rounding of the 3-term sum differs from the reference)', async () => {
+  assert.ok((await compare(3, 32, 1, 'ring')) <= 1e-5);
+});
+
+for (const [worldSize, globalBatch] of [[3, 32]] as const) {
+  test(`DataParallel semantics: ${worldSize} workers, batch ${globalBatch} (uneven split, weighted mean), ${STEPS} steps within 1e-5 with an exactly rounded mean`, async () => {
+    assert.ok((await compare(worldSize, globalBatch, STEPS, 'exact')) <= 1e-5);
+  });
+}
+
+// Diagnostic (DTRAIN_EQ_MEASURE=1): the 3-worker ring over 5 steps. The ring sums 3 terms in another
+// order than the reference, and this early training map amplifies a 1e-7 relative difference to
+// ~1e-3 within a few steps (measured: perturbing one step's gradients by 1e-7 moves the weights 2e-3
+// four steps later, on a single process), so this measures rounding amplification, not a bug.
+test('diagnostic: 3 workers over the ring, 5 steps (error printed, not asserted)', {skip: process.env.DTRAIN_EQ_MEASURE ? false : 'set DTRAIN_EQ_MEASURE=1'}, async () => {
+  await compare(3, 32, STEPS, 'ring');
+  // Two single-process references that differ only in the order of the float32 sum of the 3 shard gradients.
+  const {train} = generateSynthetic({trainCount: 192, testCount: 10, seed: 2});
+  const a = await reference(3, 32, train, STEPS, [0, 1, 2]);
+  const b = await reference(3, 32, train, STEPS, [2, 1, 0]);
+  let maxErr = 0;
+  for (const [name, x] of a) x.forEach((v, i) => (maxErr = Math.max(maxErr, Math.abs(v - b.get(name)![i]))));
+  console.log(`single process, float32 sum of the 3 shard gradients in order 0,1,2 vs 2,1,0: max weight difference ${maxErr.toExponential(3)} after ${STEPS} steps`);
+});
