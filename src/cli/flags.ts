@@ -13,7 +13,7 @@ export const sizeFlag = Flags.string({
 
 export const backendFlag = Flags.string({
   char: 'b',
-  description: 'Compute backend: auto picks tensorflow (tfjs-node-gpu) → wasm → cpu, the first that loads.',
+  description: 'Compute backend: auto picks tensorflow on a GPU → webgpu on a hardware adapter → tensorflow on CPU → wasm → cpu, the first that loads (see `dtrain doctor`).',
   options: ['auto', ...BACKENDS],
   default: 'auto',
 });
