@@ -105,31 +105,53 @@ export class Trainer {
 
   /** Eval mode (running statistics) over a whole dataset: loss, accuracy and per-class accuracy. */
   async evaluate(ds: Dataset, batchSize = this.options.batchSize): Promise<EvalResult> {
-    const hits = new Array<number>(NUM_CLASSES).fill(0);
-    const totals = new Array<number>(NUM_CLASSES).fill(0);
-    let lossSum = 0;
-    const x = new Float32Array(batchSize * IMAGE_BYTES);
-    const labelsOut = new Int32Array(batchSize);
-    for (let start = 0; start < ds.count; start += batchSize) {
-      const indices = Array.from({length: Math.min(batchSize, ds.count - start)}, (_, i) => start + i);
-      const batch = makeBatch(ds, indices, {augment: false, out: {x, labels: labelsOut}});
-      const xs = tf.tensor4d(batch.x.subarray(0, batch.n * IMAGE_BYTES), [batch.n, IMAGE_SIZE, IMAGE_SIZE, 3]);
-      const ys = tf.tensor1d(batch.labels.subarray(0, batch.n), 'int32');
-      const {logits} = this.model.forward(xs, false);
-      const loss = crossEntropy(logits, ys);
-      const predicted = tf.argMax(logits, 1);
-      const [lossValue, predictions] = await Promise.all([loss.data(), predicted.data()]);
-      tf.dispose([xs, ys, logits, loss, predicted]);
-      lossSum += lossValue[0] * batch.n;
-      for (let i = 0; i < batch.n; i++) {
-        const label = batch.labels[i];
-        totals[label]++;
-        if (predictions[i] === label) hits[label]++;
-      }
-    }
-    const correct = hits.reduce((a, b) => a + b, 0);
-    return {loss: lossSum / ds.count, accuracy: correct / ds.count, count: ds.count, correct, perClass: hits.map((h, c) => (totals[c] > 0 ? h / totals[c] : Number.NaN))};
+    const {lossSum, correctPerClass, countPerClass} = await evalSums(this.model, ds, Uint32Array.from({length: ds.count}, (_, i) => i), batchSize);
+    const correct = correctPerClass.reduce((a, b) => a + b, 0);
+    return {
+      loss: lossSum / ds.count,
+      accuracy: correct / ds.count,
+      count: ds.count,
+      correct,
+      perClass: correctPerClass.map((h, c) => (countPerClass[c] > 0 ? h / countPerClass[c] : Number.NaN)),
+    };
   }
+}
+
+/** Sums of an eval pass: what a rank reports to the coordinator, and what evaluate() divides. */
+export interface EvalSums {
+  lossSum: number;
+  correctPerClass: number[];
+  countPerClass: number[];
+}
+
+/**
+ * Eval mode over the images `indices` of `ds` (test transform only), in batches; `afterBatch` runs
+ * between batches (a worker yields to its event loop there so its session stays responsive).
+ */
+export async function evalSums(model: ShuffleNetV2, ds: Dataset, indices: Uint32Array, batchSize: number, afterBatch?: () => Promise<void>): Promise<EvalSums> {
+  const correctPerClass = new Array<number>(NUM_CLASSES).fill(0);
+  const countPerClass = new Array<number>(NUM_CLASSES).fill(0);
+  let lossSum = 0;
+  const x = new Float32Array(batchSize * IMAGE_BYTES);
+  const labelsOut = new Int32Array(batchSize);
+  for (let start = 0; start < indices.length; start += batchSize) {
+    const batch = makeBatch(ds, indices.subarray(start, start + batchSize), {augment: false, out: {x, labels: labelsOut}});
+    const xs = tf.tensor4d(batch.x.subarray(0, batch.n * IMAGE_BYTES), [batch.n, IMAGE_SIZE, IMAGE_SIZE, 3]);
+    const ys = tf.tensor1d(batch.labels.subarray(0, batch.n), 'int32');
+    const {logits} = model.forward(xs, false);
+    const loss = crossEntropy(logits, ys);
+    const predicted = tf.argMax(logits, 1);
+    const [lossValue, predictions] = await Promise.all([loss.data(), predicted.data()]);
+    tf.dispose([xs, ys, logits, loss, predicted]);
+    lossSum += lossValue[0] * batch.n;
+    for (let i = 0; i < batch.n; i++) {
+      const label = batch.labels[i];
+      countPerClass[label]++;
+      if (predictions[i] === label) correctPerClass[label]++;
+    }
+    await afterBatch?.();
+  }
+  return {lossSum, correctPerClass, countPerClass};
 }
 
 function countCorrect(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
