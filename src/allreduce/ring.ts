@@ -91,6 +91,8 @@ export class RingAllReduce {
   private dropLogs = 0;
   /** Messages dropped as malformed, stale or unexpected since construction. */
   dropped = 0;
+  /** Running totals for metrics: payload bytes sent and accepted, and seconds blocked in receive (waiting for the predecessor). */
+  readonly totals = {sentBytes: 0, receivedBytes: 0, waitSeconds: 0};
 
   constructor(private readonly options: RingOptions) {
     checkPosition(options);
@@ -218,6 +220,7 @@ export class RingAllReduce {
   private async run(data: Float32Array, tag: AllReduceTag, op: ReduceOp, rank: number, worldSize: number, pull: Pull, outbox: Outbox): Promise<void> {
     const base = {sender: rank, worldSize, jobHash: jobHash(tag.job), step: tag.step};
     const send = (t: Transfer, payload: Buffer): void => {
+      this.totals.sentBytes += payload.length;
       outbox.enqueue([encodeHeader({...base, phase: t.phase, ringStep: t.ringStep, chunk: t.chunk.index, offset: t.chunk.offset, count: t.chunk.count}), payload]);
     };
     // Reduce-scatter step 0 sends this rank's own segment straight from `data` (no copy): it is only
@@ -236,12 +239,15 @@ export class RingAllReduce {
       let frames: Buffer[] | undefined;
       if (remaining > 0) {
         pull.receiveTimeout = remaining;
+        const waitStart = performance.now();
         try {
           frames = await pull.receive();
         } catch (err) {
           // close() also ends a pending receive with EAGAIN: that is not the predecessor's fault.
           if (this.closed) throw new Error('RingAllReduce was closed during an all-reduce');
           if ((err as {code?: string}).code !== 'EAGAIN') throw err;
+        } finally {
+          this.totals.waitSeconds += (performance.now() - waitStart) / 1000;
         }
       }
       if (!frames) {
@@ -255,6 +261,7 @@ export class RingAllReduce {
         continue;
       }
       if (checked === HELLO_SEEN) continue;
+      this.totals.receivedBytes += checked.length;
       const incoming = floatView(checked);
       const {offset, count} = want.chunk;
       const own = data.subarray(offset, offset + count);

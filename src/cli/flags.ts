@@ -18,6 +18,11 @@ export const backendFlag = Flags.string({
   default: 'auto',
 });
 
+/** --metrics-port / --metrics-host: every long-running process serves /metrics (docs/observability.md has the port scheme). */
+export const metricsPortFlag = (defaultPort: number, scheme: string) =>
+  Flags.integer({description: `Port of this process's Prometheus /metrics endpoint (${scheme}; 0: any free port).`, default: defaultPort, min: 0, max: 65535});
+export const metricsHostFlag = (fallback: string) => Flags.string({description: `Interface /metrics binds on (0.0.0.0 in containers; default ${fallback}).`});
+
 export const checkpointFlags = {
   checkpoint: Flags.string({char: 'c', description: 'safetensors checkpoint: RUN_DIR/checkpoint-epochN.safetensors of `dtrain run`, or a state_dict exported from the seed model.', required: true}),
   // No default: the size comes from the checkpoint's metadata; only a file without it needs the flag.

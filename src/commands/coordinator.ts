@@ -4,6 +4,8 @@ import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
+import {metricsHostFlag, metricsPortFlag} from '../cli/flags.js';
+import {METRICS_PORTS} from '../metrics/index.js';
 import {CoordinatorServer} from '../coordinator/server.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 
@@ -15,6 +17,8 @@ export default class CoordinatorCommand extends DtrainCommand {
     host: Flags.string({description: 'Interface to listen on (0.0.0.0 for all).', default: '127.0.0.1'}),
     port: Flags.integer({char: 'p', description: 'Port to listen on (0: any free port, printed).', default: 50051}),
     'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which a worker is declared dead.', default: '10'}),
+    'metrics-port': metricsPortFlag(METRICS_PORTS.coordinator, 'workers of a local cluster take the next ports'),
+    'metrics-host': metricsHostFlag('--host'),
     'port-file': Flags.string({description: 'Write the port here once listening (used by cluster up).', hidden: true}),
     'exit-with-parent': Flags.boolean({description: 'Exit when stdin closes (the parent died).', hidden: true, default: false}),
   };
@@ -23,14 +27,18 @@ export default class CoordinatorCommand extends DtrainCommand {
     const {flags} = await this.parse(CoordinatorCommand);
     const timeout = Number(flags['heartbeat-timeout']);
     if (!(timeout > 0)) throw new UserError(`--heartbeat-timeout must be a positive number of seconds, got ${flags['heartbeat-timeout']}`, {exitCode: ExitCode.usage});
-    const server = new CoordinatorServer({host: flags.host, port: flags.port, heartbeatTimeoutMs: timeout * 1000, version: this.config.version});
+    const metrics = {port: flags['metrics-port'], host: flags['metrics-host'] ?? flags.host};
+    const server = new CoordinatorServer({host: flags.host, port: flags.port, heartbeatTimeoutMs: timeout * 1000, version: this.config.version, metrics});
     let port: number;
     try {
       port = await server.start();
     } catch (err) {
-      throw new UserError(`cannot listen on ${flags.host}:${flags.port}: ${(err as Error).message}`, {exitCode: ExitCode.network, suggestion: 'pick another --port (0 takes a free one)'});
+      const message = (err as Error).message;
+      // The metrics server's own message already names the flag to change.
+      if (message.startsWith('cannot serve metrics')) throw new UserError(message, {exitCode: ExitCode.network});
+      throw new UserError(`cannot listen on ${flags.host}:${flags.port}: ${message}`, {exitCode: ExitCode.network, suggestion: 'pick another --port (0 takes a free one)'});
     }
-    process.stderr.write(`dtrain coordinator: listening on ${flags.host}:${port} (dtrain ${this.config.version}, heartbeat timeout ${timeout} s)\n`);
+    process.stderr.write(`dtrain coordinator: listening on ${flags.host}:${port}, metrics on ${server.metricsUrl} (dtrain ${this.config.version}, heartbeat timeout ${timeout} s)\n`);
     if (flags['port-file']) await writeFile(flags['port-file'], `${port}\n`);
     await onShutdown({exitWithParent: flags['exit-with-parent']}, async () => server.stop());
     exitSoon();

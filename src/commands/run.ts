@@ -46,6 +46,12 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     workers: Flags.integer({char: 'w', description: 'Data-parallel workers: the global batch is split over them, gradients averaged over a ZeroMQ ring. Without --coordinator, a local coordinator and N worker processes are started for the job and stopped afterwards. 1 (without --coordinator, --checkpoint-dir or --resume) trains in this process.', default: 1}),
     coordinator: Flags.string({char: 'c', description: 'Submit to a running coordinator HOST:PORT (dtrain cluster up / dtrain coordinator) instead of starting one.'}),
     'checkpoint-dir': Flags.string({description: 'Cluster runs: where the coordinator writes a checkpoint every epoch (default RUN_DIR; a path on the coordinator\'s machine).'}),
+    'metrics-port': Flags.integer({
+      description: "Local cluster only: the coordinator's /metrics port, worker i takes it + 1 + i (9400 gives the documented ports that deploy/prometheus/prometheus.local.yml scrapes). 0: free ports, so concurrent runs never collide.",
+      default: 0,
+      min: 0,
+      max: 65535,
+    }),
     resume: Flags.boolean({description: 'Cluster runs: continue from the latest checkpoint in --checkpoint-dir at the next epoch.', default: false}),
   };
 
@@ -128,6 +134,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         backend: flags.backend as BackendChoice,
         workers: flags.workers,
         coordinator: flags.coordinator,
+        metricsPort: flags['metrics-port'],
         checkpointDir,
         resume: flags.resume,
       },
@@ -140,6 +147,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
             `dtrain: ShuffleNetV2 size ${common.size}, ${a.trainCount} train / ${a.testCount} test images from ${a.source}, global batch ${flags['batch-size']} = ${a.rankBatch.join(' + ')}, ${a.stepsPerEpoch} steps/epoch, run dir ${runDir}, checkpoints in ${checkpointDir}` +
               (a.startEpoch > 0 ? `, resuming at epoch ${a.startEpoch + 1}` : ''),
           );
+          const urls = a.workers.map((w) => w.metricsUrl).filter(Boolean);
+          if (urls.length > 0) this.progress(`dtrain: worker metrics at ${urls.join(', ')}`);
         },
         onStep: (p) => {
           const now = Date.now();

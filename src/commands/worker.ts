@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
-import {backendFlag} from '../cli/flags.js';
+import {backendFlag, metricsHostFlag, metricsPortFlag} from '../cli/flags.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {WorkerSession} from '../worker/session.js';
@@ -15,13 +15,23 @@ export default class WorkerCommand extends DtrainCommand {
     backend: backendFlag,
     'ring-host': Flags.string({description: 'Interface the all-reduce socket binds on; peers connect to it (must be reachable from the other workers).', default: '127.0.0.1'}),
     'ring-advertise': Flags.string({description: 'Host or IP the other workers use to reach this worker\'s all-reduce socket (default --ring-host; set it when --ring-host is 0.0.0.0, e.g. to the pod IP).'}),
+    'metrics-port': metricsPortFlag(0, '`cluster up` gives worker i 9401 + i'),
+    'metrics-host': metricsHostFlag('--ring-host'),
     id: Flags.string({description: 'Worker id to ask for (default: assigned by the coordinator).'}),
     'exit-with-parent': Flags.boolean({description: 'Exit when stdin closes (the parent died).', hidden: true, default: false}),
   };
 
   async run(): Promise<{workerId: string}> {
     const {flags} = await this.parse(WorkerCommand);
-    const session = new WorkerSession({coordinator: flags.coordinator, backend: flags.backend as BackendChoice, ringHost: flags['ring-host'], ringAdvertise: flags['ring-advertise'], version: this.config.version, workerId: flags.id});
+    const session = new WorkerSession({
+      coordinator: flags.coordinator,
+      backend: flags.backend as BackendChoice,
+      ringHost: flags['ring-host'],
+      ringAdvertise: flags['ring-advertise'],
+      version: this.config.version,
+      workerId: flags.id,
+      metrics: {port: flags['metrics-port'], host: flags['metrics-host'] ?? flags['ring-host'], advertise: flags['ring-advertise'] ?? flags['ring-host']},
+    });
     const running = session.run();
     await onShutdown({exitWithParent: flags['exit-with-parent']}, async () => {
       session.stop();

@@ -66,3 +66,22 @@ export async function submitJob(address: string, spec: JobSpec, onProgress: (p: 
     client.close();
   }
 }
+
+/** One process of a cluster as `cluster status --json` lists it: where to scrape it, and whether it is up. */
+export interface ClusterProcess {
+  role: 'coordinator' | 'worker';
+  /** Worker id; the coordinator's HOST:PORT for the coordinator. */
+  id: string;
+  pid: number;
+  host: string;
+  metricsUrl: string;
+  alive: boolean;
+}
+
+/** The coordinator and every worker it knows, from its own status answer (so remote workers are listed too). */
+export function clusterProcesses(status: ClusterStatusResponse, address: string): ClusterProcess[] {
+  return [
+    {role: 'coordinator', id: address, pid: status.coordinatorPid, host: address.replace(/:\d+$/, ''), metricsUrl: status.coordinatorMetricsUrl, alive: true},
+    ...status.workers.map((w): ClusterProcess => ({role: 'worker', id: w.workerId, pid: w.pid, host: w.host, metricsUrl: w.metricsUrl, alive: w.state !== 'dead'})),
+  ];
+}

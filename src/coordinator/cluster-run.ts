@@ -14,6 +14,8 @@ export interface ClusterRunOptions extends LocalRunOptions {
   checkpointDir: string;
   resume: boolean;
   heartbeatTimeoutMs?: number;
+  /** Local cluster only: the coordinator's metrics port, worker i takes localWorkerMetricsPort(i, it); 0 / unset: free ports. */
+  metricsPort?: number;
   /** Extra environment for the local cluster's processes. */
   env?: NodeJS.ProcessEnv;
 }
@@ -70,7 +72,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   const controller = new AbortController();
   const cluster = options.coordinator
     ? undefined
-    : await startLocalCluster({workers: options.workers, backend: options.backend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, env: options.env});
+    : await startLocalCluster({workers: options.workers, backend: options.backend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
   if (cluster) events.onLocalCluster?.({address: cluster.address, pids: cluster.processes.map((p) => p.pid), logDir: join(options.runDir, 'cluster-logs')});
   let interrupted: string | undefined;
   let history = Promise.resolve();

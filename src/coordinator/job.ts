@@ -118,7 +118,7 @@ export class Job {
       this.emit({
         accepted: {
           jobId: this.id,
-          workers: workers.map((w) => ({workerId: w.id, host: w.info.host, backend: w.info.backend, device: w.info.device, state: 'busy', rank: w.rank ?? 0, jobId: this.id, lastHeartbeatMsAgo: 0, pid: w.info.pid, dtrainVersion: w.info.dtrainVersion})),
+          workers: workers.map((w) => ({workerId: w.id, host: w.info.host, backend: w.info.backend, device: w.info.device, state: 'busy', rank: w.rank ?? 0, jobId: this.id, lastHeartbeatMsAgo: 0, pid: w.info.pid, dtrainVersion: w.info.dtrainVersion, metricsUrl: w.info.metricsUrl})),
           trainCount: train.count,
           testCount: test.count,
           source,

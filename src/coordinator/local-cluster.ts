@@ -6,6 +6,7 @@ import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 
 import {ExitCode, UserError} from '../cli/errors.js';
+import {localWorkerMetricsPort} from '../metrics/index.js';
 
 /** The CLI entry point, found from this module (dist/coordinator or src/coordinator → bin/run.js). */
 export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
@@ -14,6 +15,8 @@ export interface ClusterProcessInfo {
   role: 'coordinator' | 'worker';
   pid: number;
   log?: string;
+  /** Filled in once the process reports it (cluster up asks the coordinator). */
+  metricsUrl?: string;
 }
 
 /** What `cluster up --detach` leaves for `cluster status|down`: cluster.json in the state directory. */
@@ -66,6 +69,8 @@ export interface StartClusterOptions {
   host?: string;
   port?: number;
   heartbeatTimeoutMs?: number;
+  /** Coordinator metrics port; worker i takes localWorkerMetricsPort(i, it); 0 (default): every process takes a free port, so throw-away clusters never collide. */
+  metricsPort?: number;
   /** Detached: children survive this process (cluster up --detach); attached: they exit with it. */
   detach: boolean;
   logDir: string;
@@ -118,14 +123,14 @@ export async function startLocalCluster(options: StartClusterOptions): Promise<L
   try {
     const coordinator = await launch(
       'coordinator',
-      ['--host', host, '--port', String(options.port ?? 0), '--port-file', portFile, ...(options.heartbeatTimeoutMs ? ['--heartbeat-timeout', String(options.heartbeatTimeoutMs / 1000)] : [])],
+      ['--host', host, '--port', String(options.port ?? 0), '--metrics-port', String(options.metricsPort ?? 0), '--port-file', portFile, ...(options.heartbeatTimeoutMs ? ['--heartbeat-timeout', String(options.heartbeatTimeoutMs / 1000)] : [])],
       'coordinator',
     );
     const port = await waitForPortFile(portFile, coordinator, join(options.logDir, 'coordinator.log'));
     await rm(portFile, {force: true});
     cluster.port = port;
     cluster.address = `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend], `worker-${i}`);
+    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend, '--metrics-port', String(localWorkerMetricsPort(i, options.metricsPort ?? 0))], `worker-${i}`);
     return cluster;
   } catch (err) {
     await cluster.stop(2000);

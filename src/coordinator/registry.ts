@@ -54,6 +54,17 @@ export class WorkerRegistry {
       .sort((a, b) => a.registeredAt - b.registeredAt);
   }
 
+  /** For the metrics: every worker the registry holds (it keeps dead ones) and those not dead with a fresh heartbeat. */
+  counts(now = Date.now()): {registered: number; alive: number} {
+    const all = this.all();
+    return {registered: all.length, alive: all.filter((w) => w.state !== 'dead' && now - w.lastSeen <= this.heartbeatTimeoutMs).length};
+  }
+
+  /** Seconds since each worker was last heard from (dead ones included: their age keeps growing). */
+  *heartbeatAges(now = Date.now()): Iterable<readonly [string, number]> {
+    for (const w of this.workers.values()) yield [w.id, (now - w.lastSeen) / 1000] as const;
+  }
+
   touch(entry: WorkerEntry): void {
     entry.lastSeen = Date.now();
   }
@@ -108,6 +119,7 @@ export class WorkerRegistry {
       lastHeartbeatMsAgo: Date.now() - entry.lastSeen,
       pid: entry.info.pid,
       dtrainVersion: entry.info.dtrainVersion,
+      metricsUrl: entry.info.metricsUrl,
     };
   }
 }

@@ -4,7 +4,9 @@ import {Server, ServerCredentials, status as GrpcStatus, type ServiceError} from
 
 import {SCHEDULERS} from '../optim/schedulers.js';
 import {CoordinatorService, type CoordinatorServer as CoordinatorHandlers, ProtocolVersion} from '../gen/dtrain.js';
+import {advertisedMetricsUrl, type CoordinatorMetrics, createCoordinatorMetrics, type MetricsServer, startMetricsServer} from '../metrics/index.js';
 import {Job} from './job.js';
+import {type CoordinatorMetricsOptions, jobEnded, jobMetricsObserver} from './metrics.js';
 import {WorkerRegistry} from './registry.js';
 
 export const GRPC_MESSAGE_LIMIT = 256 * 1024 * 1024;
@@ -18,6 +20,8 @@ export interface CoordinatorOptions {
   /** A worker silent this long is declared dead (default 10 s). */
   heartbeatTimeoutMs?: number;
   version: string;
+  /** Serve /metrics (port 0: any free port); without it the coordinator exports nothing. */
+  metrics?: CoordinatorMetricsOptions;
   log?: (line: string) => void;
 }
 
@@ -40,6 +44,10 @@ export class CoordinatorServer {
   private readonly started = Date.now();
   private readonly log: (line: string) => void;
   port = 0;
+  private metrics?: CoordinatorMetrics;
+  private metricsServer?: MetricsServer;
+  /** Where /metrics is served ('' when not). */
+  metricsUrl = '';
 
   constructor(private readonly options: CoordinatorOptions) {
     this.log = options.log ?? ((line) => process.stderr.write(`dtrain coordinator: ${line}\n`));
@@ -51,6 +59,16 @@ export class CoordinatorServer {
     this.port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(`${this.options.host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
     });
+    const mo = this.options.metrics;
+    if (mo) {
+      this.metrics = createCoordinatorMetrics({version: this.options.version, heartbeatAges: () => this.registry.heartbeatAges(), workerCounts: () => this.registry.counts()});
+      this.metricsServer = await startMetricsServer(this.metrics.registry, {port: mo.port, host: mo.host}).catch((err: unknown) => {
+        // Nothing registered yet: drop the gRPC listener so the caller can report the metrics port.
+        this.server.forceShutdown();
+        throw err;
+      });
+      this.metricsUrl = advertisedMetricsUrl(this.metricsServer, mo.host);
+    }
     this.registry.startWatchdog();
     return this.port;
   }
@@ -69,6 +87,7 @@ export class CoordinatorServer {
         resolve();
       });
     });
+    await this.metricsServer?.close();
   }
 
   private handlers(): CoordinatorHandlers {
@@ -123,7 +142,12 @@ export class CoordinatorServer {
           call.emit('error', grpcError(GrpcStatus.RESOURCE_EXHAUSTED, `job ${this.current.id} is running; one job at a time`));
           return;
         }
-        const job = new Job(`job-${++this.jobCounter}-${Date.now().toString(36)}`, spec, {publishDataset: (hash, blob) => this.datasets.set(hash, blob), log: this.log}, (p) => call.write(p));
+        const observe = this.metrics ? jobMetricsObserver(this.metrics, spec) : undefined;
+        this.metrics?.setJobState('pending');
+        const job = new Job(`job-${++this.jobCounter}-${Date.now().toString(36)}`, spec, {publishDataset: (hash, blob) => this.datasets.set(hash, blob), log: this.log}, (p) => {
+          observe?.(p);
+          call.write(p);
+        });
         this.current = job;
         this.jobs.push(job);
         call.on('cancelled', () => job.fail(new Error('the client that submitted the job went away')));
@@ -133,11 +157,13 @@ export class CoordinatorServer {
             this.log(`job ${job.id}: ${workers.length} workers (${workers.map((w) => w.id).join(', ')}), ${spec.epochs} epochs`);
             await job.run(workers);
             this.log(`job ${job.id}: completed`);
+            if (this.metrics) jobEnded(this.metrics, 'completed');
             call.end();
           } catch (err) {
             job.state = 'failed';
             job.error ??= (err as Error).message;
             this.log(`job ${job.id}: failed: ${(err as Error).message}`);
+            if (this.metrics) jobEnded(this.metrics, 'failed');
             call.emit('error', grpcError(GrpcStatus.ABORTED, (err as Error).message));
           } finally {
             this.current = undefined;
@@ -159,6 +185,8 @@ export class CoordinatorServer {
           jobs: this.jobs.map((j) => j.info()),
           coordinatorVersion: this.options.version,
           uptimeMs: Date.now() - this.started,
+          coordinatorMetricsUrl: this.metricsUrl,
+          coordinatorPid: process.pid,
         });
       },
 

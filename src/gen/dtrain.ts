@@ -79,6 +79,8 @@ export interface RegisterRequest {
   dtrainVersion: string;
   protocolVersion: number;
   pid: number;
+  /** where this worker serves /metrics ('' = not served) */
+  metricsUrl: string;
 }
 
 export interface RegisterResponse {
@@ -256,6 +258,8 @@ export interface WorkerInfo {
   lastHeartbeatMsAgo: number;
   pid: number;
   dtrainVersion: string;
+  /** from RegisterRequest */
+  metricsUrl: string;
 }
 
 export interface JobAccepted {
@@ -333,6 +337,9 @@ export interface ClusterStatusResponse {
   jobs: JobInfo[];
   coordinatorVersion: string;
   uptimeMs: number;
+  /** '' when the coordinator serves no metrics */
+  coordinatorMetricsUrl: string;
+  coordinatorPid: number;
 }
 
 export interface FetchDatasetRequest {
@@ -356,6 +363,7 @@ function createBaseRegisterRequest(): RegisterRequest {
     dtrainVersion: "",
     protocolVersion: 0,
     pid: 0,
+    metricsUrl: "",
   };
 }
 
@@ -384,6 +392,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     }
     if (message.pid !== 0) {
       writer.uint32(64).uint32(message.pid);
+    }
+    if (message.metricsUrl !== "") {
+      writer.uint32(74).string(message.metricsUrl);
     }
     return writer;
   },
@@ -465,6 +476,14 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
             message.pid = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.metricsUrl = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -503,6 +522,11 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         ? globalThis.Number(object.protocol_version)
         : 0,
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      metricsUrl: isSet(object.metricsUrl)
+        ? globalThis.String(object.metricsUrl)
+        : isSet(object.metrics_url)
+        ? globalThis.String(object.metrics_url)
+        : "",
     };
   },
 
@@ -532,6 +556,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
     }
+    if (message.metricsUrl !== "") {
+      obj.metricsUrl = message.metricsUrl;
+    }
     return obj;
   },
 
@@ -548,6 +575,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.dtrainVersion = object.dtrainVersion ?? "";
     message.protocolVersion = object.protocolVersion ?? 0;
     message.pid = object.pid ?? 0;
+    message.metricsUrl = object.metricsUrl ?? "";
     return message;
   },
 };
@@ -3130,6 +3158,7 @@ function createBaseWorkerInfo(): WorkerInfo {
     lastHeartbeatMsAgo: 0,
     pid: 0,
     dtrainVersion: "",
+    metricsUrl: "",
   };
 }
 
@@ -3164,6 +3193,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.dtrainVersion !== "") {
       writer.uint32(82).string(message.dtrainVersion);
+    }
+    if (message.metricsUrl !== "") {
+      writer.uint32(90).string(message.metricsUrl);
     }
     return writer;
   },
@@ -3261,6 +3293,14 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.dtrainVersion = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.metricsUrl = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3301,6 +3341,11 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
         : isSet(object.dtrain_version)
         ? globalThis.String(object.dtrain_version)
         : "",
+      metricsUrl: isSet(object.metricsUrl)
+        ? globalThis.String(object.metricsUrl)
+        : isSet(object.metrics_url)
+        ? globalThis.String(object.metrics_url)
+        : "",
     };
   },
 
@@ -3336,6 +3381,9 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     if (message.dtrainVersion !== "") {
       obj.dtrainVersion = message.dtrainVersion;
     }
+    if (message.metricsUrl !== "") {
+      obj.metricsUrl = message.metricsUrl;
+    }
     return obj;
   },
 
@@ -3354,6 +3402,7 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.lastHeartbeatMsAgo = object.lastHeartbeatMsAgo ?? 0;
     message.pid = object.pid ?? 0;
     message.dtrainVersion = object.dtrainVersion ?? "";
+    message.metricsUrl = object.metricsUrl ?? "";
     return message;
   },
 };
@@ -4636,7 +4685,7 @@ export const ClusterStatusRequest: MessageFns<ClusterStatusRequest> = {
 };
 
 function createBaseClusterStatusResponse(): ClusterStatusResponse {
-  return { workers: [], jobs: [], coordinatorVersion: "", uptimeMs: 0 };
+  return { workers: [], jobs: [], coordinatorVersion: "", uptimeMs: 0, coordinatorMetricsUrl: "", coordinatorPid: 0 };
 }
 
 export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
@@ -4652,6 +4701,12 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     }
     if (message.uptimeMs !== 0) {
       writer.uint32(32).uint64(message.uptimeMs);
+    }
+    if (message.coordinatorMetricsUrl !== "") {
+      writer.uint32(42).string(message.coordinatorMetricsUrl);
+    }
+    if (message.coordinatorPid !== 0) {
+      writer.uint32(48).uint32(message.coordinatorPid);
     }
     return writer;
   },
@@ -4701,6 +4756,22 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
             message.uptimeMs = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.coordinatorMetricsUrl = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.coordinatorPid = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4727,6 +4798,16 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
         : isSet(object.uptime_ms)
         ? globalThis.Number(object.uptime_ms)
         : 0,
+      coordinatorMetricsUrl: isSet(object.coordinatorMetricsUrl)
+        ? globalThis.String(object.coordinatorMetricsUrl)
+        : isSet(object.coordinator_metrics_url)
+        ? globalThis.String(object.coordinator_metrics_url)
+        : "",
+      coordinatorPid: isSet(object.coordinatorPid)
+        ? globalThis.Number(object.coordinatorPid)
+        : isSet(object.coordinator_pid)
+        ? globalThis.Number(object.coordinator_pid)
+        : 0,
     };
   },
 
@@ -4744,6 +4825,12 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     if (message.uptimeMs !== 0) {
       obj.uptimeMs = Math.round(message.uptimeMs);
     }
+    if (message.coordinatorMetricsUrl !== "") {
+      obj.coordinatorMetricsUrl = message.coordinatorMetricsUrl;
+    }
+    if (message.coordinatorPid !== 0) {
+      obj.coordinatorPid = Math.round(message.coordinatorPid);
+    }
     return obj;
   },
 
@@ -4756,6 +4843,8 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     message.jobs = object.jobs?.map((e) => JobInfo.fromPartial(e)) || [];
     message.coordinatorVersion = object.coordinatorVersion ?? "";
     message.uptimeMs = object.uptimeMs ?? 0;
+    message.coordinatorMetricsUrl = object.coordinatorMetricsUrl ?? "";
+    message.coordinatorPid = object.coordinatorPid ?? 0;
     return message;
   },
 };

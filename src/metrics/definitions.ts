@@ -37,7 +37,7 @@ export const WORKER_DEFAULT_LABELS = ['worker', 'rank', 'backend'] as const;
 
 export const COORDINATOR_METRICS = {
   info: spec('gauge', 'dtrain_coordinator_info', 'Always 1; the version label says which dtrain the coordinator runs.', ['version']),
-  workersRegistered: spec('gauge', 'dtrain_workers_registered', 'Workers with an open session on the coordinator, dead ones not yet removed included.'),
+  workersRegistered: spec('gauge', 'dtrain_workers_registered', 'Workers the coordinator has registered since it started, dead ones included (it keeps them until it restarts).'),
   workersAlive: spec('gauge', 'dtrain_workers_alive', 'Registered workers whose last heartbeat is younger than the heartbeat timeout.'),
   heartbeatAgeSeconds: spec('gauge', 'dtrain_heartbeat_age_seconds', 'Seconds since the coordinator last heard from each registered worker.', ['worker']),
   jobState: spec('gauge', 'dtrain_job_state', 'State of the current (or last) job: 1 on the series of its state, 0 on the others.', ['state']),
@@ -57,7 +57,7 @@ export const WORKER_METRICS = {
   info: spec('gauge', 'dtrain_worker_info', 'Always 1; labels say which dtrain version and device the worker runs (the backend is a default label).', ['version', 'device']),
   imagesProcessed: spec('counter', 'dtrain_worker_images_processed_total', 'Images this worker pushed through the model, by phase (train or eval).', ['phase']),
   stepSeconds: spec('histogram', 'dtrain_worker_step_duration_seconds', 'Wall time of one training step on this worker: forward, backward, all-reduce and update.', [], STEP_SECONDS_BUCKETS),
-  allreduceSeconds: spec('histogram', 'dtrain_worker_allreduce_duration_seconds', 'Wall time of one ring all-reduce of the gradient buffer.', [], ALLREDUCE_SECONDS_BUCKETS),
+  allreduceSeconds: spec('histogram', 'dtrain_worker_allreduce_duration_seconds', 'Wall time of one ring all-reduce: the gradient buffer every step, BN statistics once per epoch.', [], ALLREDUCE_SECONDS_BUCKETS),
   allreduceBytes: spec('counter', 'dtrain_worker_allreduce_bytes_total', 'Gradient bytes this worker moved over the ring, by direction (sent or received).', ['direction']),
   allreducePeerWaitSeconds: spec('counter', 'dtrain_worker_allreduce_peer_wait_seconds_total', 'Time this worker spent inside all-reduce waiting for a peer chunk to arrive.'),
   tfjsTensors: spec('gauge', 'dtrain_worker_tfjs_tensors', 'Tensors alive in TensorFlow.js (tf.memory().numTensors); steady growth means a leak.'),
@@ -118,12 +118,18 @@ export type CoordinatorMetrics = BuiltAll<typeof COORDINATOR_METRICS> & {
 export interface CoordinatorMetricsOptions extends CommonOptions {
   /** Current heartbeat age in seconds per worker id, read at each scrape; workers absent from it lose their series. */
   heartbeatAges?: () => Iterable<readonly [worker: string, seconds: number]>;
+  /** Registered and alive worker counts, read at each scrape (the registry owns them, so no hook per change). */
+  workerCounts?: () => {registered: number; alive: number};
 }
 
 export function createCoordinatorMetrics(options: CoordinatorMetricsOptions): CoordinatorMetrics {
   const registry = new Registry();
-  const {heartbeatAges} = options;
+  const {heartbeatAges, workerCounts} = options;
   const collectors: Collectors<typeof COORDINATOR_METRICS> = {};
+  if (workerCounts) {
+    collectors.workersRegistered = () => m.workersRegistered.set(workerCounts().registered);
+    collectors.workersAlive = () => m.workersAlive.set(workerCounts().alive);
+  }
   if (heartbeatAges) {
     collectors.heartbeatAgeSeconds = () => {
       m.heartbeatAgeSeconds.reset();

@@ -4,15 +4,26 @@
  */
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http';
 import type {AddressInfo} from 'node:net';
+import {hostname} from 'node:os';
 
 import type {Registry} from 'prom-client';
 
 /** Default metrics ports. Locally every process shares one host, so worker i takes 9401 + i; in Kubernetes each pod has its own IP and every process uses 9400. */
 export const METRICS_PORTS = {coordinator: 9400, firstWorker: 9401} as const;
 
-/** Metrics port of the i-th worker (0-based, in start order) of a local cluster. */
-export function localWorkerMetricsPort(index: number): number {
-  return METRICS_PORTS.firstWorker + index;
+/** Metrics port of the i-th worker (0-based, in start order) of a local cluster whose coordinator serves on `base` (0: every process takes a free port). */
+export function localWorkerMetricsPort(index: number, base: number = METRICS_PORTS.coordinator): number {
+  return base === 0 ? 0 : base + (METRICS_PORTS.firstWorker - METRICS_PORTS.coordinator) + index;
+}
+
+const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
+
+/** The URL others scrape: a wildcard bind address (0.0.0.0, ::) is replaced by `advertise` (e.g. the pod IP), else the machine's hostname. */
+export function advertisedMetricsUrl(server: MetricsServer, bindHost: string, advertise?: string): string {
+  if (!isWildcard(bindHost)) return server.url;
+  const name = advertise && !isWildcard(advertise) ? advertise : hostname();
+  const host = name.includes(':') ? `[${name}]` : name;
+  return `http://${host}:${server.port}/metrics`;
 }
 
 export interface MetricsServerOptions {

@@ -34,6 +34,10 @@ export interface ReplicaStep {
   loss: number;
   /** Images of this step over all ranks. */
   globalImages: number;
+  /** Images of this step on this rank. */
+  images: number;
+  /** Wall time of this step on this rank (all-reduce and update included). */
+  seconds: number;
 }
 
 export interface ReplicaEpoch {
@@ -139,12 +143,14 @@ export class Replica {
     for (let s = 0; s < plan.steps; s++) {
       const indices = plan.stepIndices(rank, s, shard);
       const batch = indices.length > 0 ? makeBatch(ds, indices, {augment: this.options.augment ?? true, rng, out: {x, labels: labelsOut}}) : {x, labels: labelsOut, n: 0};
+      const stepStart = performance.now();
       const r = await this.step(batch.x, batch.labels, batch.n, plan.gradientScale(rank, s));
+      const stepSeconds = (performance.now() - stepStart) / 1000;
       allreduceSeconds += r.reduceSeconds;
       lossSum += r.loss * batch.n;
       correct += r.correct;
       count += batch.n;
-      onStep?.({epoch, step: s + 1, steps: plan.steps, loss: r.loss, globalImages: plan.stepCounts(s).reduce((a, c) => a + c, 0)});
+      onStep?.({epoch, step: s + 1, steps: plan.steps, loss: r.loss, globalImages: plan.stepCounts(s).reduce((a, c) => a + c, 0), images: batch.n, seconds: stepSeconds});
       await yieldToEventLoop();
     }
     return {trainLossSum: lossSum, trainCorrect: correct, trainCount: count, steps: plan.steps, seconds: (performance.now() - started) / 1000, allreduceSeconds};

@@ -13,10 +13,12 @@ import {blobHash, decodeDatasetBlob} from '../coordinator/dataset-blob.js';
 import type {Dataset} from '../data/index.js';
 import {type BackendChoice, type BackendInfo, initBackend} from '../engine/backend.js';
 import {type CoordinatorClient, type CoordinatorCommand, type DatasetChunk, ProtocolVersion, type RegisterResponse, type StartJob, type WorkerMessage} from '../gen/dtrain.js';
+import type {WorkerMetrics} from '../metrics/index.js';
 import {parseModelSize} from '../model/architecture.js';
 import {parseSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
 import {SGD} from '../optim/sgd.js';
+import {measuredReducer, serveWorkerMetrics, type WorkerMetricsOptions} from './metrics.js';
 import {loadMomentum, Replica, serializeModel, serializeMomentum} from './replica.js';
 
 export interface WorkerOptions {
@@ -29,6 +31,8 @@ export interface WorkerOptions {
   version: string;
   workerId?: string;
   cacheDir?: string;
+  /** Serve /metrics (port 0: any free port); without it the worker exports nothing. */
+  metrics?: WorkerMetricsOptions;
   log?: (line: string) => void;
 }
 
@@ -71,6 +75,7 @@ export class WorkerSession {
   private job?: ActiveJob;
   private queue: Promise<void> = Promise.resolve();
   private backend?: BackendInfo;
+  private metrics?: WorkerMetrics;
   private readonly log: (line: string) => void;
 
   constructor(private readonly options: WorkerOptions) {
@@ -79,6 +84,16 @@ export class WorkerSession {
 
   async run(): Promise<void> {
     this.backend = await initBackend(this.options.backend);
+    const served = this.options.metrics ? await serveWorkerMetrics(this.options.metrics, this.options.workerId ?? '', this.backend, this.options.version) : undefined;
+    this.metrics = served?.metrics;
+    try {
+      await this.session(served?.url ?? '');
+    } finally {
+      await served?.server.close();
+    }
+  }
+
+  private async session(metricsUrl: string): Promise<void> {
     const client = coordinatorClient(this.options.coordinator);
     this.client = client;
     const registered = await new Promise<RegisterResponse>((resolve, reject) => {
@@ -92,13 +107,15 @@ export class WorkerSession {
           dtrainVersion: this.options.version,
           protocolVersion: ProtocolVersion.PROTOCOL_VERSION_CURRENT,
           pid: process.pid,
+          metricsUrl,
         },
         {deadline: new Date(Date.now() + 15_000)} as never,
         (err: ServiceError | null, res: RegisterResponse) => (err ? reject(explainGrpcError(err, this.options.coordinator)) : resolve(res)),
       );
     });
     this.id = registered.workerId;
-    this.log(`registered as ${this.id} with ${this.options.coordinator} (backend ${this.backend.name} on ${this.backend.device})`);
+    this.metrics?.setIdentity({worker: this.id, backend: this.backend!.name});
+    this.log(`registered as ${this.id} with ${this.options.coordinator} (backend ${this.backend!.name} on ${this.backend!.device}${metricsUrl ? `, metrics on ${metricsUrl}` : ''})`);
     const stream = client.session();
     this.stream = stream;
     const send = (msg: Omit<WorkerMessage, 'workerId'>) => stream.write({workerId: this.id, ...msg});
@@ -166,7 +183,8 @@ export class WorkerSession {
       const h = start.hyper!;
       const optimizer = new SGD({lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay});
       if (cmd.connect.optimizer.length > 0) loadMomentum(optimizer, cmd.connect.optimizer);
-      job.replica = new Replica(job.model, optimizer, job.ring, {jobId: start.jobId, rank: start.rank, worldSize: start.worldSize, globalBatch: h.globalBatch, seed: h.seed, augment: h.augment});
+      const reducer = this.metrics ? measuredReducer(job.ring, this.metrics) : job.ring;
+      job.replica = new Replica(job.model, optimizer, reducer, {jobId: start.jobId, rank: start.rank, worldSize: start.worldSize, globalBatch: h.globalBatch, seed: h.seed, augment: h.augment});
       this.send({ready: {jobId: start.jobId, checksum: await job.replica.checksum()}});
       return;
     }
@@ -179,10 +197,13 @@ export class WorkerSession {
       const t0 = performance.now();
       const r = await replica.trainEpoch(job.train, epoch, lr, (s) => {
         images += s.globalImages;
+        this.metrics?.stepSeconds.observe(s.seconds);
+        this.metrics?.imagesProcessed.inc({phase: 'train'}, s.images);
         if (rank0) this.send({step: {jobId: job.start.jobId, epoch, step: s.step, steps: s.steps, loss: s.loss, images, seconds: (performance.now() - t0) / 1000}});
       });
       await replica.averageBatchNorm();
       const ev = await replica.evaluate(job.test);
+      this.metrics?.imagesProcessed.inc({phase: 'eval'}, ev.countPerClass.reduce((a, b) => a + b, 0));
       const checksum = await replica.checksum();
       const withState = rank0 && cmd.runEpoch.checkpoint;
       this.send({
@@ -218,6 +239,7 @@ export class WorkerSession {
     const endpoint = await ring.start();
     const job: ActiveJob = {start, ring, train, test};
     this.job = job;
+    this.metrics?.setIdentity({worker: this.id, rank: start.rank, backend: this.backend!.name});
     const h = start.hyper!;
     let initialState = Buffer.alloc(0);
     if (start.rank === 0) {

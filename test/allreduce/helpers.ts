@@ -34,11 +34,16 @@ export function assertBitwiseEqual(results: Float32Array[]): void {
   results.forEach((r, rank) => assert.ok(first.equals(Buffer.from(r.buffer, r.byteOffset, r.byteLength)), `rank ${rank} differs bitwise from rank 0`));
 }
 
-/** A loopback endpoint nobody listens on (a port the OS just gave out and took back). */
-export async function deadEndpoint(): Promise<string> {
+/** A loopback port nobody listens on (one the OS just gave out and took back). */
+export async function freeLoopbackPort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const {port} = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `tcp://127.0.0.1:${port}`;
+  return port;
+}
+
+/** A loopback endpoint nobody listens on. */
+export async function deadEndpoint(): Promise<string> {
+  return `tcp://127.0.0.1:${await freeLoopbackPort()}`;
 }

@@ -4,13 +4,15 @@
  * Ctrl-C, and no process left behind. Needs dist/ (npm run build).
  */
 import assert from 'node:assert/strict';
-import {execFile, spawn} from 'node:child_process';
+import {spawn} from 'node:child_process';
 import {existsSync} from 'node:fs';
 import {mkdtemp, readFile, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
+
+import {runDtrain} from './helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const built = existsSync(path.join(root, 'dist/commands/run.js')) && existsSync(path.join(root, 'dist/coordinator/server.js'));
@@ -19,13 +21,7 @@ const TINY = ['--data', 'synthetic', '--train-limit', '256', '--test-limit', '12
 let dir = '';
 let env: NodeJS.ProcessEnv = {};
 
-function dtrain(...args: string[]): Promise<{code: number; stdout: string; stderr: string}> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(root, 'bin/run.js'), ...args], {cwd: dir, env: {...process.env, ...env}, timeout: 120_000}, (error, stdout, stderr) => {
-      resolve({code: error ? ((error as {code?: number}).code ?? 1) : 0, stdout, stderr});
-    });
-  });
-}
+const dtrain = (...args: string[]) => runDtrain(args, {cwd: dir, env});
 
 function alive(pid: number): boolean {
   try {

@@ -9,8 +9,8 @@ import {EpochDone as EpochDoneMsg} from '../../src/gen/dtrain.js';
 test('a worker silent for longer than the heartbeat timeout is declared dead and its job told why', async () => {
   const lines: string[] = [];
   const registry = new WorkerRegistry(300, (l) => lines.push(l));
-  const quiet = registry.register({workerId: '', host: 'h', ringEndpoint: '', backend: 'wasm', device: 'cpu', dtrainVersion: '0', protocolVersion: 1, pid: 1});
-  const chatty = registry.register({workerId: '', host: 'h', ringEndpoint: '', backend: 'wasm', device: 'cpu', dtrainVersion: '0', protocolVersion: 1, pid: 2});
+  const quiet = registry.register({workerId: '', host: 'h', ringEndpoint: '', backend: 'wasm', device: 'cpu', dtrainVersion: '0', protocolVersion: 1, pid: 1, metricsUrl: ''});
+  const chatty = registry.register({workerId: '', host: 'h', ringEndpoint: '', backend: 'wasm', device: 'cpu', dtrainVersion: '0', protocolVersion: 1, pid: 2, metricsUrl: ''});
   quiet.state = 'busy';
   chatty.state = 'idle';
   let lost = '';

@@ -1,8 +1,8 @@
 /**
  * Every PromQL expression dtrain ships — dashboard panels, dashboard variables, alert rules — with
- * where it came from. Today's tests check each one offline (known metrics, balanced brackets); the
- * later real-Prometheus test (a short `dtrain run` scraped by a Prometheus the test starts) reuses
- * `shippedPromQL()` + `toEvaluable()` and asks the server for each expression instead.
+ * where it came from. grafana.test.ts checks each one offline (known metrics, balanced brackets);
+ * test/metrics/prometheus-e2e.test.ts asks a real Prometheus that scraped a short `dtrain run` for
+ * each one (`toEvaluable()`, and `conditionOperands()` for alert conditions).
  */
 import {readdirSync, readFileSync} from 'node:fs';
 import {join} from 'node:path';
@@ -122,4 +122,44 @@ export function bracketProblem(expr: string): string | undefined {
   }
   if (quote) return 'unterminated string';
   return stack.length ? `unclosed ${stack.join('')}` : undefined;
+}
+
+const SCALAR = /^[+-]?(?:\d+(?:\.\d*)?(?:e[+-]?\d+)?|inf|nan)$/i;
+/** A matching modifier at the start of an operand (`on()`, `ignoring(x)`, `group_left(y)`, `bool`), left there by the split. */
+const LEADING_MODIFIER = /^\s*(?:bool\b|(?:on|ignoring|group_left|group_right)\s*\([^)]*\))\s*/i;
+
+/**
+ * The vector operands of an alert condition: the expression split at its top-level comparison and
+ * set operators (==, !=, <, >, <=, >=, and, or, unless), scalar thresholds dropped. A healthy run
+ * fires no alert, so the whole expression rightly returns nothing; each operand returning data
+ * proves the alert watches series that exist (an operand that selects nothing can never fire).
+ */
+export function conditionOperands(expr: string): string[] {
+  const parts: string[] = [];
+  let [depth, quote, start] = [0, '', 0];
+  for (let i = 0; i < expr.length; i++) {
+    const c = expr[i];
+    if (quote) {
+      if (c === '\\') i++;
+      else if (c === quote) quote = '';
+      continue;
+    }
+    if (c === '"' || c === "'" || c === '`') quote = c;
+    else if ('({['.includes(c)) depth++;
+    else if (')}]'.includes(c)) depth--;
+    if (depth !== 0 || quote) continue;
+    const op = /^(?:==|!=|<=|>=|<|>|(?<![\w:])(?:and|or|unless)(?![\w:]))/i.exec(expr.slice(i))?.[0];
+    if (!op) continue;
+    parts.push(expr.slice(start, i));
+    start = i + op.length;
+    i = start - 1;
+  }
+  parts.push(expr.slice(start));
+  return parts
+    .map((p) => {
+      let s = p;
+      for (let m = LEADING_MODIFIER.exec(s); m; m = LEADING_MODIFIER.exec(s)) s = s.slice(m[0].length);
+      return s.trim();
+    })
+    .filter((p) => p !== '' && !SCALAR.test(p));
 }

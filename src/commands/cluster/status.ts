@@ -2,8 +2,8 @@ import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
 import {formatTable} from '../../cli/table.js';
 import {Flags} from '@oclif/core';
-import {clusterStatus} from '../../coordinator/client.js';
-import {clusterStateDir, isAlive, readClusterState} from '../../coordinator/local-cluster.js';
+import {type ClusterProcess, clusterProcesses, clusterStatus} from '../../coordinator/client.js';
+import {clusterStateDir, readClusterState} from '../../coordinator/local-cluster.js';
 import type {ClusterStatusResponse} from '../../gen/dtrain.js';
 
 export default class ClusterStatus extends DtrainCommand {
@@ -13,23 +13,23 @@ export default class ClusterStatus extends DtrainCommand {
     coordinator: Flags.string({char: 'c', description: 'Coordinator HOST:PORT (default: the local cluster started by `dtrain cluster up`).'}),
   };
 
-  async run(): Promise<ClusterStatusResponse & {address: string; processes?: Array<{role: string; pid: number; alive: boolean}>}> {
+  async run(): Promise<ClusterStatusResponse & {address: string; processes: ClusterProcess[]}> {
     const {flags} = await this.parse(ClusterStatus);
     const state = flags.coordinator ? undefined : await readClusterState();
     const address = flags.coordinator ?? state?.address;
     if (!address) throw new UserError(`no local cluster (no ${clusterStateDir()}/cluster.json)`, {exitCode: ExitCode.usage, suggestion: 'start one with `dtrain cluster up --detach`, or pass --coordinator HOST:PORT'});
     const status = await clusterStatus(address);
-    this.log(`coordinator ${address} (dtrain ${status.coordinatorVersion}, up ${(status.uptimeMs / 1000).toFixed(0)} s)`);
+    this.log(`coordinator ${address} (dtrain ${status.coordinatorVersion}, up ${(status.uptimeMs / 1000).toFixed(0)} s, pid ${status.coordinatorPid}, metrics ${status.coordinatorMetricsUrl || '-'})`);
     this.log(
       formatTable(
-        ['Worker', 'State', 'Rank', 'Job', 'Backend', 'Device', 'Host', 'PID', 'Heartbeat'],
-        status.workers.map((w) => [w.workerId, w.state, w.state === 'busy' ? String(w.rank) : '-', w.jobId || '-', w.backend, w.device, w.host, String(w.pid), `${(w.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`]),
+        ['Worker', 'State', 'Rank', 'Job', 'Backend', 'Device', 'Host', 'PID', 'Heartbeat', 'Metrics'],
+        status.workers.map((w) => [w.workerId, w.state, w.state === 'busy' ? String(w.rank) : '-', w.jobId || '-', w.backend, w.device, w.host, String(w.pid), `${(w.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`, w.metricsUrl || '-']),
       ),
     );
     if (status.jobs.length > 0) {
       this.log('');
       this.log(formatTable(['Job', 'State', 'Epoch', 'Workers', 'Error'], status.jobs.map((j) => [j.jobId, j.state, `${j.epoch}/${j.epochs}`, String(j.workers), j.error || '-'])));
     }
-    return {...status, address, processes: state?.processes.map((p) => ({role: p.role, pid: p.pid, alive: isAlive(p.pid)}))};
+    return {...status, address, processes: clusterProcesses(status, address)};
   }
 }

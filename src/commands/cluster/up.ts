@@ -4,10 +4,11 @@ import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
-import {backendFlag} from '../../cli/flags.js';
-import {clusterStatus} from '../../coordinator/client.js';
+import {backendFlag, metricsPortFlag} from '../../cli/flags.js';
+import {clusterProcesses, clusterStatus} from '../../coordinator/client.js';
 import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, writeClusterState} from '../../coordinator/local-cluster.js';
 import {onShutdown} from '../../coordinator/shutdown.js';
+import {METRICS_PORTS} from '../../metrics/index.js';
 
 export default class ClusterUp extends DtrainCommand {
   static override summary = 'Start a standing local cluster: a coordinator and N workers on this machine.';
@@ -18,6 +19,7 @@ export default class ClusterUp extends DtrainCommand {
     port: Flags.integer({char: 'p', description: 'Coordinator port (0: any free port).', default: 50051}),
     host: Flags.string({description: 'Coordinator interface.', default: '127.0.0.1'}),
     backend: backendFlag,
+    'metrics-port': metricsPortFlag(METRICS_PORTS.coordinator, 'the coordinator\'s; worker i takes it + 1 + i'),
     detach: Flags.boolean({char: 'd', description: 'Return once the cluster is up and leave it running.', default: false}),
     'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which the coordinator declares a worker dead.', default: '10'}),
   };
@@ -31,7 +33,7 @@ export default class ClusterUp extends DtrainCommand {
       throw new UserError(`a cluster is already up at ${existing.address} (state ${join(dir, 'cluster.json')})`, {exitCode: ExitCode.usage, suggestion: 'stop it with `dtrain cluster down` first'});
     }
     const logDir = join(dir, 'logs');
-    const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, host: flags.host, port: flags.port, detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
+    const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, host: flags.host, port: flags.port, metricsPort: flags['metrics-port'], detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
     const state: ClusterState = {address: cluster.address, port: cluster.port, startedAt: new Date().toISOString(), processes: cluster.processes, logDir};
     await writeClusterState(state, dir);
     // Up means every worker has registered.
@@ -39,7 +41,13 @@ export default class ClusterUp extends DtrainCommand {
     for (;;) {
       const status = await clusterStatus(cluster.address).catch(() => undefined);
       const idle = status?.workers.filter((w) => w.state === 'idle').length ?? 0;
-      if (idle >= flags.workers) break;
+      if (status && idle >= flags.workers) {
+        // Record where each process serves /metrics (the children know their ports; the coordinator collected them).
+        const urls = new Map(clusterProcesses(status, cluster.address).map((p) => [p.pid, p.metricsUrl]));
+        for (const p of state.processes) p.metricsUrl = urls.get(p.pid) ?? '';
+        await writeClusterState(state, dir);
+        break;
+      }
       if (Date.now() > deadline || cluster.processes.some((p) => !isAlive(p.pid))) {
         await cluster.stop(2000);
         await removeClusterState(dir);
@@ -48,6 +56,7 @@ export default class ClusterUp extends DtrainCommand {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     this.progress(`dtrain: cluster up at ${cluster.address}: coordinator pid ${cluster.processes[0].pid}, ${flags.workers} worker${flags.workers === 1 ? '' : 's'} (pids ${cluster.processes.slice(1).map((p) => p.pid).join(', ')}); logs in ${logDir}`);
+    this.progress(`dtrain: metrics at ${state.processes.map((p) => p.metricsUrl).join(', ')}`);
     if (flags.detach) {
       this.progress(`dtrain: submit with \`dtrain run --coordinator ${cluster.address} --workers ${flags.workers}\`, stop with \`dtrain cluster down\``);
       for (const c of cluster.children) {
