@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
-import {formatTable} from '../cli/table.js';
+import {formatPerClassTable} from '../cli/run-report.js';
 import type {DataSource} from '../data/index.js';
 import {type BackendChoice, describeBackend} from '../engine/backend.js';
 import {describeCheckpoint} from '../model/checkpoint.js';
@@ -39,7 +39,7 @@ The model size comes from the checkpoint's metadata; a state_dict exported from 
         this.progress(`dtrain: ${checkpoint.path} (${describeCheckpoint(checkpoint)}) on ${count} test images from ${source}`);
       },
     });
-    this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.perClass).map(([name, acc]) => [name, percent(acc)])));
+    this.log(formatPerClassTable(result.perClass));
     this.log(`\ntest accuracy ${percent(result.accuracy)} (${result.correct}/${result.count}), loss ${result.loss.toFixed(4)}`);
     return result;
   }

@@ -5,7 +5,7 @@ import {Flags, type Interfaces} from '@oclif/core';
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import {backendFlag, sizeFlag} from '../cli/flags.js';
-import {formatTable} from '../cli/table.js';
+import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
@@ -73,45 +73,19 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
       return this.runCluster(flags, {size, lr, momentum, weightDecay, runDir});
     }
-    let lastProgress = 0;
     const result = await runLocal(
-      {
-        size,
-        epochs: flags.epochs,
-        batchSize: flags['batch-size'],
-        lr,
-        momentum,
-        weightDecay,
-        scheduler: flags.scheduler,
-        data: flags.data as DataSource,
-        dataDir: flags['data-dir'],
-        trainLimit: flags['train-limit'],
-        testLimit: flags['test-limit'],
-        seed: flags.seed,
-        backend: flags.backend as BackendChoice,
-        runDir,
-      },
+      {...sharedRunOptions(flags), size, lr, momentum, weightDecay, runDir},
       {
         onStart: ({backend, trainCount, testCount, source}) => {
           this.progress(`dtrain: ${describeBackend(backend)}`);
           this.progress(`dtrain: ShuffleNetV2 size ${size}, ${trainCount} train / ${testCount} test images from ${source}, batch ${flags['batch-size']}, run dir ${runDir}`);
         },
-        onStep: (p) => {
-          const now = Date.now();
-          if (now - lastProgress < 2000 && p.step !== p.steps) return;
-          lastProgress = now;
-          this.progress(`  epoch ${p.epoch + 1} step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.imagesPerSec.toFixed(1)} img/s`);
-        },
-        onEpoch: (r) => {
-          this.log(
-            `epoch ${r.epoch + 1}/${flags.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(2)}%  ` +
-              `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAccuracy).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s`,
-          );
-        },
+        onStep: stepProgressPrinter((line) => this.progress(line)),
+        onEpoch: (r) => this.log(formatEpochLine({...r, trainAcc: r.trainAccuracy, testAcc: r.testAccuracy}, flags.epochs)),
       },
     );
     this.log('');
-    this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.final.perClassByName).map(([name, acc]) => [name, `${(100 * acc).toFixed(2)}%`])));
+    this.log(formatPerClassTable(result.final.perClassByName));
     this.log(`\nfinal test accuracy ${(100 * result.final.accuracy).toFixed(2)}% (${result.final.correct}/${result.final.count}); history and checkpoints in ${runDir}`);
     return {...result, epochs: result.epochs.map((e) => ({...e, trainAcc: e.trainAccuracy, testAcc: e.testAccuracy})), workers: 1, testAcc: result.final.accuracy, perClassAcc: result.final.perClassByName, checkpoint: result.epochs.at(-1)?.checkpoint ?? ''} as LocalRunResult;
   }
@@ -119,19 +93,11 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
   private async runCluster(flags: Interfaces.InferredFlags<typeof RunCommand.flags>, common: {size: ModelSize; lr: number; momentum: number; weightDecay: number; runDir: string}): Promise<ClusterRunResult> {
     const {runDir} = common;
     const checkpointDir = flags['checkpoint-dir'] ?? runDir;
-    let lastProgress = 0;
+    const printStep = stepProgressPrinter((line) => this.progress(line));
     const result = await runOnCluster(
       {
+        ...sharedRunOptions(flags),
         ...common,
-        epochs: flags.epochs,
-        batchSize: flags['batch-size'],
-        scheduler: flags.scheduler,
-        data: flags.data as DataSource,
-        dataDir: flags['data-dir'],
-        trainLimit: flags['train-limit'],
-        testLimit: flags['test-limit'],
-        seed: flags.seed,
-        backend: flags.backend as BackendChoice,
         workers: flags.workers,
         coordinator: flags.coordinator,
         metricsPort: flags['metrics-port'],
@@ -150,29 +116,29 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
           const urls = a.workers.map((w) => w.metricsUrl).filter(Boolean);
           if (urls.length > 0) this.progress(`dtrain: worker metrics at ${urls.join(', ')}`);
         },
-        onStep: (p) => {
-          const now = Date.now();
-          if (now - lastProgress < 2000 && p.step !== p.steps) return;
-          lastProgress = now;
-          this.progress(`  epoch ${p.epoch + 1} ${progressBar(p.step / p.steps)} step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${(p.images / Math.max(p.seconds, 1e-9)).toFixed(1)} img/s`);
-        },
-        onEpoch: (r) => {
-          this.log(
-            `epoch ${r.epoch + 1}/${flags.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(2)}%  ` +
-              `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAcc).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s  (all-reduce ${r.allreduceSeconds.toFixed(1)} s)`,
-          );
-        },
+        onStep: (p) => printStep({...p, imagesPerSec: p.images / Math.max(p.seconds, 1e-9)}),
+        onEpoch: (r) => this.log(formatEpochLine(r, flags.epochs)),
       },
     );
     if (process.exitCode === 130) throw new UserError('interrupted; the local cluster was stopped', {exitCode: 130});
     this.log('');
-    this.log(formatTable(['Class', 'Test accuracy'], Object.entries(result.perClassAcc).map(([name, acc]) => [name, `${(100 * acc).toFixed(2)}%`])));
+    this.log(formatPerClassTable(result.perClassAcc));
     this.log(`\nfinal test accuracy ${(100 * result.testAcc).toFixed(2)}% with ${result.workers} workers; history in ${runDir}, checkpoint ${result.checkpoint}`);
     return result;
   }
 }
 
-function progressBar(fraction: number, width = 20): string {
-  const full = Math.round(Math.max(0, Math.min(1, fraction)) * width);
-  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+/** The options both paths take straight from the flags. */
+function sharedRunOptions(flags: Interfaces.InferredFlags<typeof RunCommand.flags>) {
+  return {
+    epochs: flags.epochs,
+    batchSize: flags['batch-size'],
+    scheduler: flags.scheduler,
+    data: flags.data as DataSource,
+    dataDir: flags['data-dir'],
+    trainLimit: flags['train-limit'],
+    testLimit: flags['test-limit'],
+    seed: flags.seed,
+    backend: flags.backend as BackendChoice,
+  };
 }

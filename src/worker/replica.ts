@@ -4,14 +4,12 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {evalShard, ShardPlan} from '../coordinator/shard-plan.js';
 import {type Dataset, IMAGE_BYTES, IMAGE_SIZE, makeBatch} from '../data/index.js';
-import {NUM_CLASSES} from '../model/architecture.js';
 import {disposeGradients, lossAndGradients} from '../model/gradients.js';
-import {crossEntropy} from '../model/loss.js';
 import {parseSafetensors, serializeSafetensors} from '../model/safetensors.js';
 import type {ShuffleNetV2} from '../model/shufflenetv2.js';
 import type {SGD} from '../optim/sgd.js';
 import {Random} from '../util/random.js';
-import {epochSeed} from './trainer.js';
+import {epochSeed, type EvalSums, evalSums} from './trainer.js';
 
 /** What a replica needs from the ring: the elementwise mean over ranks, bitwise equal on every rank. */
 export interface MeanReducer {
@@ -49,11 +47,7 @@ export interface ReplicaEpoch {
   allreduceSeconds: number;
 }
 
-export interface ReplicaEval {
-  lossSum: number;
-  correctPerClass: number[];
-  countPerClass: number[];
-}
+export type ReplicaEval = EvalSums;
 
 /** Augmentation draws per (seed, epoch, rank); rank 0 draws exactly what a single process draws. */
 export function rankAugmentSeed(seed: number, epoch: number, rank: number): number {
@@ -174,30 +168,7 @@ export class Replica {
 
   /** Eval mode over this rank's test shard (r, r+N, …): sums for the coordinator to aggregate. */
   async evaluate(ds: Dataset, batchSize = 128): Promise<ReplicaEval> {
-    const indices = evalShard(ds.count, this.options.rank, this.options.worldSize);
-    const correctPerClass = new Array<number>(NUM_CLASSES).fill(0);
-    const countPerClass = new Array<number>(NUM_CLASSES).fill(0);
-    let lossSum = 0;
-    const x = new Float32Array(batchSize * IMAGE_BYTES);
-    const labelsOut = new Int32Array(batchSize);
-    for (let start = 0; start < indices.length; start += batchSize) {
-      const batch = makeBatch(ds, indices.subarray(start, start + batchSize), {augment: false, out: {x, labels: labelsOut}});
-      const xs = tf.tensor4d(batch.x.subarray(0, batch.n * IMAGE_BYTES), [batch.n, IMAGE_SIZE, IMAGE_SIZE, 3]);
-      const ys = tf.tensor1d(batch.labels.subarray(0, batch.n), 'int32');
-      const {logits} = this.model.forward(xs, false);
-      const loss = crossEntropy(logits, ys);
-      const predicted = tf.argMax(logits, 1);
-      const [lossValue, predictions] = await Promise.all([loss.data(), predicted.data()]);
-      tf.dispose([xs, ys, logits, loss, predicted]);
-      lossSum += lossValue[0] * batch.n;
-      for (let i = 0; i < batch.n; i++) {
-        const label = batch.labels[i];
-        countPerClass[label]++;
-        if (predictions[i] === label) correctPerClass[label]++;
-      }
-      await yieldToEventLoop();
-    }
-    return {lossSum, correctPerClass, countPerClass};
+    return evalSums(this.model, ds, evalShard(ds.count, this.options.rank, this.options.worldSize), batchSize, yieldToEventLoop);
   }
 
   /** sha256 of every parameter and BN buffer (tfjs layouts, state_dict order). */

@@ -1,0 +1,44 @@
+import {formatTable} from './table.js';
+
+/** What both training paths (in-process and cluster) print per epoch and at the end. */
+export interface EpochLine {
+  epoch: number;
+  trainLoss: number;
+  trainAcc: number;
+  testLoss: number;
+  testAcc: number;
+  lr: number;
+  imagesPerSec: number;
+  seconds: number;
+  allreduceSeconds?: number;
+}
+
+/** The seed's per-epoch line: train and test loss/accuracy, lr, images/s. */
+export function formatEpochLine(r: EpochLine, epochs: number): string {
+  const allreduce = r.allreduceSeconds === undefined ? '' : `  (all-reduce ${r.allreduceSeconds.toFixed(1)} s)`;
+  return (
+    `epoch ${r.epoch + 1}/${epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(2)}%  ` +
+    `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAcc).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s${allreduce}`
+  );
+}
+
+/** Class name → accuracy as the seed's per-class table; '—' for a class with no test image. */
+export function formatPerClassTable(perClass: Record<string, number>): string {
+  return formatTable(['Class', 'Test accuracy'], Object.entries(perClass).map(([name, acc]) => [name, Number.isNaN(acc) ? '—' : `${(100 * acc).toFixed(2)}%`]));
+}
+
+/** A progress line within the epoch at most every 2 s (and at the epoch's last step), with a bar. */
+export function stepProgressPrinter(print: (line: string) => void): (p: {epoch: number; step: number; steps: number; loss: number; imagesPerSec: number}) => void {
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 2000 && p.step !== p.steps) return;
+    last = now;
+    print(`  epoch ${p.epoch + 1} ${progressBar(p.step / p.steps)} step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.imagesPerSec.toFixed(1)} img/s`);
+  };
+}
+
+function progressBar(fraction: number, width = 20): string {
+  const full = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+}
