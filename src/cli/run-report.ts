@@ -1,17 +1,8 @@
+import type {ClusterEpoch} from '../coordinator/cluster-run.js';
 import {formatTable} from './table.js';
 
-/** What both training paths (in-process and cluster) print per epoch and at the end. */
-export interface EpochLine {
-  epoch: number;
-  trainLoss: number;
-  trainAcc: number;
-  testLoss: number;
-  testAcc: number;
-  lr: number;
-  imagesPerSec: number;
-  seconds: number;
-  allreduceSeconds?: number;
-}
+/** What both training paths (in-process and cluster) print per epoch. */
+export type EpochLine = Pick<ClusterEpoch, 'epoch' | 'trainLoss' | 'trainAcc' | 'testLoss' | 'testAcc' | 'lr' | 'imagesPerSec' | 'seconds'> & {allreduceSeconds?: number};
 
 /** The seed's per-epoch line: train and test loss/accuracy, lr, images/s. */
 export function formatEpochLine(r: EpochLine, epochs: number): string {
