@@ -160,6 +160,9 @@ test('images: CPU image for coordinator and Job, GPU image for workers, tagged (
   assert.equal(container(coordinator()).image, `dtrain-cpu:${version}`);
   assert.equal(container(runJob()).image, `dtrain-cpu:${version}`);
   assert.equal(container(workers()).image, `dtrain-gpu:${version}`);
+  // The tags the manifests pull are the ones the Dockerfiles' build lines produce.
+  const builds = ['Dockerfile.cpu', 'Dockerfile.gpu'].map((f) => readFileSync(join(ROOT, 'deploy/docker', f), 'utf8')).join('\n');
+  for (const image of [`dtrain-cpu:${version}`, `dtrain-gpu:${version}`]) assert.match(builds, new RegExp(`docker build .* -t ${image.replaceAll('.', '\\.')} `), image);
 });
 
 /** Flags every command accepts through DtrainCommand (oclif's --json). */
