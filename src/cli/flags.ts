@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core';
 
 import {DATA_SOURCES} from '../data/index.js';
-import {BACKENDS} from '../engine/backend.js';
+import {BACKENDS, REQUIRABLE} from '../engine/backend.js';
 import {type ModelSize, parseModelSize, SIZES} from '../model/architecture.js';
 
 /** Flags shared by several commands, defined once. */
@@ -19,6 +19,11 @@ export const backendFlag = Flags.string({
 });
 
 /** --metrics-port / --metrics-host: every long-running process serves /metrics (docs/observability.md has the port scheme). */
+export const requireBackendFlag = Flags.string({
+  description: 'Refuse to run unless the backend is this one (gpu: any hardware GPU backend); the error says what runs instead, why and the fix.',
+  options: [...REQUIRABLE],
+});
+
 export const metricsPortFlag = (defaultPort: number, scheme: string) =>
   Flags.integer({description: `Port of this process's Prometheus /metrics endpoint (${scheme}; 0: any free port).`, default: defaultPort, min: 0, max: 65535});
 export const metricsHostFlag = (fallback: string) => Flags.string({description: `Interface /metrics binds on (0.0.0.0 in containers; default ${fallback}).`});

@@ -4,7 +4,7 @@ import {Flags, type Interfaces} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
-import {backendFlag, sizeFlag} from '../cli/flags.js';
+import {backendFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
 import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
@@ -42,6 +42,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     'test-limit': Flags.integer({description: 'Use only the first N test images.'}),
     seed: Flags.integer({description: 'Seed of initialisation, data order and augmentation.', default: 0}),
     backend: backendFlag,
+    'require-backend': requireBackendFlag,
     'run-dir': Flags.string({description: 'Where history and checkpoints go (default runs/<time>).'}),
     workers: Flags.integer({char: 'w', description: 'Data-parallel workers: the global batch is split over them, gradients averaged over a ZeroMQ ring. Without --coordinator, a local coordinator and N worker processes are started for the job and stopped afterwards. 1 (without --coordinator, --checkpoint-dir or --resume) trains in this process.', default: 1}),
     coordinator: Flags.string({char: 'c', description: 'Submit to a running coordinator HOST:PORT (dtrain cluster up / dtrain coordinator) instead of starting one.'}),
@@ -140,5 +141,6 @@ function sharedRunOptions(flags: Interfaces.InferredFlags<typeof RunCommand.flag
     testLimit: flags['test-limit'],
     seed: flags.seed,
     backend: flags.backend as BackendChoice,
+    requireBackend: flags['require-backend'],
   };
 }

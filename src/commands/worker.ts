@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
-import {backendFlag, metricsHostFlag, metricsPortFlag} from '../cli/flags.js';
+import {backendFlag, metricsHostFlag, metricsPortFlag, requireBackendFlag} from '../cli/flags.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {WorkerSession} from '../worker/session.js';
@@ -13,6 +13,7 @@ export default class WorkerCommand extends DtrainCommand {
   static override flags = {
     coordinator: Flags.string({char: 'c', description: 'Coordinator address HOST:PORT.', required: true}),
     backend: backendFlag,
+    'require-backend': requireBackendFlag,
     'ring-host': Flags.string({description: 'Interface the all-reduce socket binds on; peers connect to it (must be reachable from the other workers).', default: '127.0.0.1'}),
     'ring-advertise': Flags.string({description: 'Host or IP the other workers use to reach this worker\'s all-reduce socket (default --ring-host; set it when --ring-host is 0.0.0.0, e.g. to the pod IP).'}),
     'metrics-port': metricsPortFlag(0, '`cluster up` gives worker i 9401 + i'),
@@ -26,6 +27,7 @@ export default class WorkerCommand extends DtrainCommand {
     const session = new WorkerSession({
       coordinator: flags.coordinator,
       backend: flags.backend as BackendChoice,
+      requireBackend: flags['require-backend'],
       ringHost: flags['ring-host'],
       ringAdvertise: flags['ring-advertise'],
       version: this.config.version,

@@ -1,11 +1,12 @@
-import {appendFile, mkdir} from 'node:fs/promises';
+import {appendFile, mkdir, readFile} from 'node:fs/promises';
 import {join, resolve} from 'node:path';
 
+import {UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
 import type {EpochResult, JobAccepted, StepDone} from '../gen/dtrain.js';
 import type {LocalRunOptions} from '../worker/local-run.js';
 import {submitJob} from './client.js';
-import {startLocalCluster} from './local-cluster.js';
+import {type ClusterProcessInfo, startLocalCluster} from './local-cluster.js';
 
 export interface ClusterRunOptions extends LocalRunOptions {
   workers: number;
@@ -72,7 +73,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   const controller = new AbortController();
   const cluster = options.coordinator
     ? undefined
-    : await startLocalCluster({workers: options.workers, backend: options.backend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
+    : await startLocalCluster({workers: options.workers, backend: options.backend, requireBackend: options.requireBackend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
   if (cluster) events.onLocalCluster?.({address: cluster.address, pids: cluster.processes.map((p) => p.pid), logDir: join(options.runDir, 'cluster-logs')});
   let interrupted: string | undefined;
   let history = Promise.resolve();
@@ -82,6 +83,21 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // A local worker that exits before the job ends (e.g. --require-backend refused this machine)
+  // fails the run at once with the end of its log, instead of waiting out the coordinator.
+  let workerExit: Promise<string> | undefined;
+  const onWorkerExit = (info: ClusterProcessInfo) => () => {
+    workerExit ??= readFile(info.log ?? '', 'utf8').then(
+      (log) => `local worker (pid ${info.pid}) exited: ${log.trim().split('\n').filter((l) => !l.startsWith('Warning:')).slice(-2).join(' | ')}`,
+      () => `local worker (pid ${info.pid}) exited`,
+    );
+    controller.abort();
+  };
+  const exitListeners = (cluster?.children ?? []).map((child, i) => {
+    const listener = onWorkerExit(cluster!.processes[i]);
+    if (cluster!.processes[i].role === 'worker') child.once('exit', listener);
+    return () => child.removeListener('exit', listener);
+  });
   const address = options.coordinator ?? cluster!.address;
   const epochs: ClusterEpoch[] = [];
   let accepted: JobAccepted | undefined;
@@ -137,12 +153,16 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
       },
       controller.signal,
     );
+  } catch (error) {
+    if (!workerExit) throw error;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
+    for (const remove of exitListeners) remove();
     await cluster?.stop();
     await history;
   }
+  if (workerExit) throw new UserError(await workerExit, {suggestion: `see the logs in ${join(options.runDir, 'cluster-logs')}`});
   if (interrupted) process.exitCode = 130;
   const w0 = accepted?.workers[0];
   const perClassAcc = finished?.perClassAcc ?? {};

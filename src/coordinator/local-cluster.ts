@@ -66,6 +66,8 @@ export function isAlive(pid: number): boolean {
 export interface StartClusterOptions {
   workers: number;
   backend: string;
+  /** Passed to every worker as --require-backend. */
+  requireBackend?: string;
   host?: string;
   port?: number;
   heartbeatTimeoutMs?: number;
@@ -130,7 +132,7 @@ export async function startLocalCluster(options: StartClusterOptions): Promise<L
     await rm(portFile, {force: true});
     cluster.port = port;
     cluster.address = `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend, '--metrics-port', String(localWorkerMetricsPort(i, options.metricsPort ?? 0))], `worker-${i}`);
+    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend, ...(options.requireBackend ? ['--require-backend', options.requireBackend] : []), '--metrics-port', String(localWorkerMetricsPort(i, options.metricsPort ?? 0))], `worker-${i}`);
     return cluster;
   } catch (err) {
     await cluster.stop(2000);

@@ -2,7 +2,7 @@ import {appendFile, mkdir, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
-import {type BackendChoice, type BackendInfo, initBackend} from '../engine/backend.js';
+import {type BackendChoice, type BackendInfo, initBackend, requireBackend} from '../engine/backend.js';
 import type {ModelSize} from '../model/architecture.js';
 import {serializeSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
@@ -24,6 +24,8 @@ export interface LocalRunOptions {
   testLimit?: number;
   seed: number;
   backend: BackendChoice;
+  /** Refuse to train on any other backend (`--require-backend`); a local cluster passes it to its workers. */
+  requireBackend?: string;
   runDir: string;
 }
 
@@ -57,6 +59,7 @@ export interface LocalRunResult {
 export async function runLocal(options: LocalRunOptions, events: LocalRunEvents = {}): Promise<LocalRunResult> {
   const {train, test, source} = await resolveDataset({data: options.data, dir: options.dataDir, trainLimit: options.trainLimit, testLimit: options.testLimit});
   const backend = await initBackend(options.backend);
+  requireBackend(backend, options.requireBackend);
   events.onStart?.({backend, trainCount: train.count, testCount: test.count, source});
   await mkdir(options.runDir, {recursive: true});
   const model = ShuffleNetV2.create(options.size, options.seed);

@@ -11,7 +11,7 @@ import {ExitCode, UserError} from '../cli/errors.js';
 import {coordinatorClient, explainGrpcError} from '../coordinator/client.js';
 import {blobHash, decodeDatasetBlob} from '../coordinator/dataset-blob.js';
 import type {Dataset} from '../data/index.js';
-import {type BackendChoice, type BackendInfo, initBackend} from '../engine/backend.js';
+import {type BackendChoice, type BackendInfo, initBackend, requireBackend} from '../engine/backend.js';
 import {type CoordinatorClient, type CoordinatorCommand, type DatasetChunk, ProtocolVersion, type RegisterResponse, type StartJob, type WorkerMessage} from '../gen/dtrain.js';
 import type {WorkerMetrics} from '../metrics/index.js';
 import {parseModelSize} from '../model/architecture.js';
@@ -30,6 +30,8 @@ export interface WorkerOptions {
   ringAdvertise?: string;
   version: string;
   workerId?: string;
+  /** Refuse to serve on any other backend (`--require-backend`). */
+  requireBackend?: string;
   cacheDir?: string;
   /** Serve /metrics (port 0: any free port); without it the worker exports nothing. */
   metrics?: WorkerMetricsOptions;
@@ -84,6 +86,7 @@ export class WorkerSession {
 
   async run(): Promise<void> {
     this.backend = await initBackend(this.options.backend);
+    requireBackend(this.backend, this.options.requireBackend);
     const served = this.options.metrics ? await serveWorkerMetrics(this.options.metrics, this.options.workerId ?? '', this.backend, this.options.version) : undefined;
     this.metrics = served?.metrics;
     try {

@@ -137,4 +137,14 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     assert.equal(pids.length, 3);
     assert.deepEqual(await allGone(pids, 15_000), [], 'every process of the local cluster exits after Ctrl-C');
   });
+  test('a local worker that refuses the machine (--require-backend) fails the run at once with its reason, nothing left behind', async () => {
+    const started = Date.now();
+    const {code, stderr} = await dtrain('run', '--workers', '2', ...TINY, '--epochs', '1', '--require-backend', 'tensorflow', '--run-dir', path.join(dir, 'refused'));
+    assert.equal(code, 1);
+    assert.match(stderr, /local worker \(pid \d+\) exited: Error: --require-backend tensorflow, but this process runs backend wasm/);
+    assert.ok(Date.now() - started < 60_000, 'no wait for the coordinator\'s worker timeout');
+    const pids = [...stderr.matchAll(/pids ([\d, ]+);/g)].flatMap((m) => m[1].split(', ').map(Number));
+    assert.equal(pids.length, 3);
+    assert.deepEqual(await allGone(pids), []);
+  });
 });

@@ -4,7 +4,7 @@ import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
-import {backendFlag, metricsPortFlag} from '../../cli/flags.js';
+import {backendFlag, metricsPortFlag, requireBackendFlag} from '../../cli/flags.js';
 import {clusterProcesses, clusterStatus} from '../../coordinator/client.js';
 import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, writeClusterState} from '../../coordinator/local-cluster.js';
 import {onShutdown} from '../../coordinator/shutdown.js';
@@ -19,6 +19,7 @@ export default class ClusterUp extends DtrainCommand {
     port: Flags.integer({char: 'p', description: 'Coordinator port (0: any free port).', default: 50051}),
     host: Flags.string({description: 'Coordinator interface.', default: '127.0.0.1'}),
     backend: backendFlag,
+    'require-backend': requireBackendFlag,
     'metrics-port': metricsPortFlag(METRICS_PORTS.coordinator, 'the coordinator\'s; worker i takes it + 1 + i'),
     detach: Flags.boolean({char: 'd', description: 'Return once the cluster is up and leave it running.', default: false}),
     'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which the coordinator declares a worker dead.', default: '10'}),
@@ -33,7 +34,7 @@ export default class ClusterUp extends DtrainCommand {
       throw new UserError(`a cluster is already up at ${existing.address} (state ${join(dir, 'cluster.json')})`, {exitCode: ExitCode.usage, suggestion: 'stop it with `dtrain cluster down` first'});
     }
     const logDir = join(dir, 'logs');
-    const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, host: flags.host, port: flags.port, metricsPort: flags['metrics-port'], detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
+    const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, requireBackend: flags['require-backend'], host: flags.host, port: flags.port, metricsPort: flags['metrics-port'], detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
     const state: ClusterState = {address: cluster.address, port: cluster.port, startedAt: new Date().toISOString(), processes: cluster.processes, logDir};
     await writeClusterState(state, dir);
     // Up means every worker has registered.
