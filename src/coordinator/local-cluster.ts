@@ -26,6 +26,8 @@ export interface ClusterState {
   startedAt: string;
   processes: ClusterProcessInfo[];
   logDir: string;
+  /** `cluster up --prometheus`: the local Prometheus scraping the cluster. */
+  prometheus?: {pid: number; url: string; log: string};
 }
 
 export function clusterStateDir(): string {
@@ -45,10 +47,11 @@ export async function readClusterState(dir = clusterStateDir()): Promise<Cluster
 }
 
 /** Alive and (where /proc says) still a dtrain process: a pid from an old state file may have been reused. */
-export function isOurs(pid: number): boolean {
+/** Whether pid is still the process we started (its command line holds `marker`), not a reused pid. */
+export function isOurs(pid: number, marker = 'run.js'): boolean {
   if (!isAlive(pid)) return false;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('run.js');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
   } catch {
     return process.platform !== 'linux';
   }

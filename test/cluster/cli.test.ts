@@ -147,4 +147,11 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     assert.equal(pids.length, 3);
     assert.deepEqual(await allGone(pids), []);
   });
+  test('cluster up --prometheus without the prometheus binary: one line saying how to install it, nothing started', async () => {
+    const {code, stderr} = await runDtrain(['cluster', 'up', '--workers', '1', '--detach', '--prometheus'], {cwd: dir, env: {...env, PATH: '/nonexistent'}});
+    assert.equal(code, 2);
+    assert.match(stderr, /--prometheus: the `prometheus` binary is not on PATH; nothing was started/);
+    assert.match(stderr, /apt-get install prometheus/);
+    assert.equal(existsSync(path.join(env.DTRAIN_CLUSTER_DIR ?? '', 'cluster.json')), false);
+  });
 });

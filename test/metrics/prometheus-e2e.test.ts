@@ -1,6 +1,6 @@
 /**
- * The real thing: a standing local cluster (`cluster up --detach`, free metrics ports), Debian's
- * Prometheus started here scraping every process `cluster status --json` lists (1 s interval), a
+ * The real thing: a standing local cluster with its Prometheus (`cluster up --detach --prometheus`,
+ * free ports, Debian's prometheus scraping every process each second, alert rules loaded), a
  * short `dtrain run --coordinator …` on it, then every PromQL expression the dashboard and the alert
  * rules ship, evaluated by that Prometheus. A panel expression (or dashboard variable) returning no
  * series fails, naming it. Alert expressions rightly return nothing on a healthy run, so each must
@@ -8,16 +8,16 @@
  * Needs dist/ (npm run build) and `prometheus` on PATH (skips without, fails under CI=true).
  */
 import assert from 'node:assert/strict';
-import {type ChildProcess, spawn, spawnSync} from 'node:child_process';
+import {spawnSync} from 'node:child_process';
 import {existsSync} from 'node:fs';
-import {mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {mkdtemp, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 
 import {freeLoopbackPort} from '../allreduce/helpers.js';
 import {runDtrain} from '../cluster/helpers.js';
-import {conditionOperands, ROOT, RULES_DIR, shippedPromQL, toEvaluable} from '../deploy/promql.js';
+import {conditionOperands, ROOT, shippedPromQL, toEvaluable} from '../deploy/promql.js';
 import {PROMTOOL_INSTALL} from './promtool.js';
 
 const built = existsSync(path.join(ROOT, 'dist/commands/run.js'));
@@ -33,7 +33,6 @@ function skipReason(): false | string {
 
 let dir = '';
 let env: NodeJS.ProcessEnv = {};
-let prometheus: ChildProcess | undefined;
 let promUrl = '';
 
 const dtrain = (...args: string[]) => runDtrain(args, {cwd: dir, env});
@@ -62,42 +61,24 @@ describe('Prometheus scrapes a real dtrain run: every shipped PromQL expression 
     dir = await mkdtemp(path.join(tmpdir(), 'dtrain-prom-e2e-'));
     env = {DTRAIN_CLUSTER_DIR: path.join(dir, 'cluster'), DTRAIN_CACHE_DIR: path.join(dir, 'cache')};
     // Free ports everywhere: the test must not depend on (or disturb) a cluster on the default ports.
-    const up = await dtrain('cluster', 'up', '--workers', '2', '--detach', '--port', '0', '--metrics-port', '0', '--backend', 'wasm', '--json');
-    assert.equal(up.code, 0, up.stderr);
-    const status = await dtrain('cluster', 'status', '--json');
-    assert.equal(status.code, 0, status.stderr);
-    const processes = JSON.parse(status.stdout).processes as Array<{role: string; metricsUrl: string}>;
-    assert.equal(processes.length, 3, status.stdout);
-    const targets = (role: string) => processes.filter((p) => p.role === role).map((p) => JSON.stringify(new URL(p.metricsUrl).host));
-    for (const p of processes) assert.match(p.metricsUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, `${p.role} metricsUrl`);
-    const config = `global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [${JSON.stringify(path.join(RULES_DIR, '*.yml'))}]
-scrape_configs:
-  - job_name: dtrain-coordinator
-    static_configs: [{targets: [${targets('coordinator').join(', ')}], labels: {dtrain_role: coordinator}}]
-  - job_name: dtrain-worker
-    static_configs: [{targets: [${targets('worker').join(', ')}], labels: {dtrain_role: worker}}]
-`;
-    await writeFile(path.join(dir, 'prometheus.yml'), config);
+    // `cluster up --prometheus` writes the scrape config from the processes' metrics URLs and starts Prometheus.
     const port = await freeLoopbackPort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {stdio: ['ignore', 'ignore', 'pipe']});
-    let promLog = '';
-    prometheus.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
-    await waitFor(`Prometheus to be ready (${promLog})`, 30_000, async () => (await fetch(`${promUrl}/-/ready`)).ok);
+    const up = await dtrain('cluster', 'up', '--workers', '2', '--detach', '--port', '0', '--metrics-port', '0', '--backend', 'wasm', '--prometheus', '--prometheus-port', String(port), '--scrape-interval', '1', '--json');
+    assert.equal(up.code, 0, up.stderr);
+    const state = JSON.parse(up.stdout) as {processes: Array<{role: string; metricsUrl: string}>; prometheus: {url: string}};
+    assert.equal(state.processes.length, 3, up.stdout);
+    for (const p of state.processes) assert.match(p.metricsUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, `${p.role} metricsUrl`);
+    promUrl = state.prometheus.url;
+    assert.equal(promUrl, `http://127.0.0.1:${port}`);
     await waitFor('every target to be up', 20_000, async () => (await query('up == 1')).length === 3);
+    assert.ok((await api<{groups: unknown[]}>('/api/v1/rules')).groups.length > 0, 'the alert rules are loaded');
   });
 
   after(async () => {
-    if (prometheus && prometheus.exitCode === null) {
-      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
-      prometheus.kill('SIGTERM');
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
-      if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
-    }
     if (dir) {
-      await dtrain('cluster', 'down');
+      const down = await dtrain('cluster', 'down', '--json');
       await rm(dir, {recursive: true, force: true});
+      assert.equal((JSON.parse(down.stdout) as {stopped: number[]}).stopped.length, 4, 'cluster down stops Prometheus too');
     }
   });
 

@@ -6,9 +6,10 @@ import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
 import {backendFlag, metricsPortFlag, requireBackendFlag} from '../../cli/flags.js';
 import {clusterProcesses, clusterStatus} from '../../coordinator/client.js';
-import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, writeClusterState} from '../../coordinator/local-cluster.js';
+import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, stopProcesses, writeClusterState} from '../../coordinator/local-cluster.js';
 import {onShutdown} from '../../coordinator/shutdown.js';
 import {METRICS_PORTS} from '../../metrics/index.js';
+import {localScrapeConfig, PROMETHEUS_INSTALL, prometheusInstalled, startLocalPrometheus} from '../../metrics/prometheus.js';
 
 export default class ClusterUp extends DtrainCommand {
   static override summary = 'Start a standing local cluster: a coordinator and N workers on this machine.';
@@ -23,6 +24,9 @@ export default class ClusterUp extends DtrainCommand {
     'metrics-port': metricsPortFlag(METRICS_PORTS.coordinator, 'the coordinator\'s; worker i takes it + 1 + i'),
     detach: Flags.boolean({char: 'd', description: 'Return once the cluster is up and leave it running.', default: false}),
     'heartbeat-timeout': Flags.string({description: 'Seconds of silence after which the coordinator declares a worker dead.', default: '10'}),
+    prometheus: Flags.boolean({description: 'Also start a local Prometheus (the `prometheus` binary on PATH) scraping every process of the cluster, with dtrain\'s alert rules.', default: false}),
+    'prometheus-port': Flags.integer({description: 'Port of that Prometheus on 127.0.0.1.', default: 9090, min: 1, max: 65535}),
+    'scrape-interval': Flags.integer({description: 'Seconds between scrapes of that Prometheus.', default: 5, min: 1, hidden: true}),
   };
 
   async run(): Promise<ClusterState> {
@@ -32,6 +36,9 @@ export default class ClusterUp extends DtrainCommand {
     const existing = await readClusterState(dir);
     if (existing && existing.processes.some((p) => isAlive(p.pid))) {
       throw new UserError(`a cluster is already up at ${existing.address} (state ${join(dir, 'cluster.json')})`, {exitCode: ExitCode.usage, suggestion: 'stop it with `dtrain cluster down` first'});
+    }
+    if (flags.prometheus && !prometheusInstalled()) {
+      throw new UserError('--prometheus: the `prometheus` binary is not on PATH; nothing was started', {exitCode: ExitCode.usage, suggestion: `${PROMETHEUS_INSTALL}, or leave out --prometheus`});
     }
     const logDir = join(dir, 'logs');
     const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, requireBackend: flags['require-backend'], host: flags.host, port: flags.port, metricsPort: flags['metrics-port'], detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
@@ -58,6 +65,17 @@ export default class ClusterUp extends DtrainCommand {
     }
     this.progress(`dtrain: cluster up at ${cluster.address}: coordinator pid ${cluster.processes[0].pid}, ${flags.workers} worker${flags.workers === 1 ? '' : 's'} (pids ${cluster.processes.slice(1).map((p) => p.pid).join(', ')}); logs in ${logDir}`);
     this.progress(`dtrain: metrics at ${state.processes.map((p) => p.metricsUrl).join(', ')}`);
+    if (flags.prometheus) {
+      try {
+        state.prometheus = await startLocalPrometheus({dir, port: flags['prometheus-port'], detach: flags.detach, config: localScrapeConfig(state.processes, {intervalSeconds: flags['scrape-interval']})});
+      } catch (error) {
+        await cluster.stop(2000);
+        await removeClusterState(dir);
+        throw new UserError(`--prometheus: ${(error as Error).message}; the cluster was stopped`, {suggestion: `is port ${flags['prometheus-port']} free? pick another with --prometheus-port`});
+      }
+      await writeClusterState(state, dir);
+      this.progress(`dtrain: Prometheus at ${state.prometheus.url} scraping the cluster every ${flags['scrape-interval']} s (alert rules loaded; log ${state.prometheus.log})`);
+    }
     if (flags.detach) {
       this.progress(`dtrain: submit with \`dtrain run --coordinator ${cluster.address} --workers ${flags.workers}\`, stop with \`dtrain cluster down\``);
       for (const c of cluster.children) {
@@ -69,6 +87,7 @@ export default class ClusterUp extends DtrainCommand {
     this.progress('dtrain: Ctrl-C stops the cluster');
     await onShutdown({exitWithParent: false}, async () => {
       await cluster.stop();
+      if (state.prometheus) await stopProcesses([state.prometheus.pid]);
       await removeClusterState(dir);
     });
     return state;
