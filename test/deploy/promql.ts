@@ -68,24 +68,41 @@ const AGGREGATIONS = new Set(['sum', 'avg', 'min', 'max', 'count', 'group', 'std
 /** Keywords followed by a label list in parentheses, which holds label names, not metrics. */
 const LABEL_LIST = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
-/** Strings, `{…}` matchers and `[…]` ranges removed (label names and durations are not metrics). */
-function skeleton(expr: string): string {
-  let out = '';
-  let [quote, brace, bracket] = ['', 0, 0];
+/** For each character of a PromQL expression: whether it lies in a string literal (quotes included). */
+function inString(expr: string): boolean[] {
+  const mask = new Array<boolean>(expr.length).fill(false);
+  let quote = '';
   for (let i = 0; i < expr.length; i++) {
     const c = expr[i];
     if (quote) {
-      if (c === '\\') i++;
+      mask[i] = true;
+      if (c === '\\') mask[++i] = true;
       else if (c === quote) quote = '';
+    } else if (c === '"' || c === "'" || c === '`') {
+      quote = c;
+      mask[i] = true;
+    }
+  }
+  return mask;
+}
+
+/** Strings, `{…}` matchers and `[…]` ranges removed (label names and durations are not metrics). */
+function skeleton(expr: string): string {
+  const quoted = inString(expr);
+  let out = '';
+  let [brace, bracket] = [0, 0];
+  for (let i = 0; i < expr.length; i++) {
+    const c = expr[i];
+    if (quoted[i]) {
+      out += ' ';
       continue;
     }
-    if (c === '"' || c === "'" || c === '`') quote = c;
-    else if (c === '{') brace++;
+    if (c === '{') brace++;
     else if (c === '}') brace--;
     else if (c === '[') bracket++;
     else if (c === ']') bracket--;
     else if (brace === 0 && bracket === 0) out += c;
-    if (quote || c === '{' || c === '[') out += ' ';
+    if (c === '{' || c === '[') out += ' ';
   }
   return out;
 }
@@ -136,18 +153,14 @@ const LEADING_MODIFIER = /^\s*(?:bool\b|(?:on|ignoring|group_left|group_right)\s
  */
 export function conditionOperands(expr: string): string[] {
   const parts: string[] = [];
-  let [depth, quote, start] = [0, '', 0];
+  const quoted = inString(expr);
+  let [depth, start] = [0, 0];
   for (let i = 0; i < expr.length; i++) {
     const c = expr[i];
-    if (quote) {
-      if (c === '\\') i++;
-      else if (c === quote) quote = '';
-      continue;
-    }
-    if (c === '"' || c === "'" || c === '`') quote = c;
-    else if ('({['.includes(c)) depth++;
+    if (quoted[i]) continue;
+    if ('({['.includes(c)) depth++;
     else if (')}]'.includes(c)) depth--;
-    if (depth !== 0 || quote) continue;
+    if (depth !== 0) continue;
     const op = /^(?:==|!=|<=|>=|<|>|(?<![\w:])(?:and|or|unless)(?![\w:]))/i.exec(expr.slice(i))?.[0];
     if (!op) continue;
     parts.push(expr.slice(start, i));
