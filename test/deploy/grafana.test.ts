@@ -55,6 +55,14 @@ test('every PromQL expression (dashboard and alert rules): balanced brackets, on
   }
 });
 
+test('the PromQL scanners see through string literals and catch unbalanced or unterminated input', () => {
+  assert.equal(bracketProblem('sum(rate(x{a="(}"}[5m]))'), undefined);
+  assert.match(bracketProblem('sum(rate(x[5m])') ?? '', /unclosed \(/);
+  assert.match(bracketProblem('x{a="b}') ?? '', /unterminated string/);
+  assert.match(bracketProblem('x)') ?? '', /unbalanced \)/);
+  assert.deepEqual(metricNamesIn('rate(dtrain_a_total{job="not_a_metric"}[1m]) / dtrain_b'), ['dtrain_a_total', 'dtrain_b']);
+});
+
 test('provisioning YAML: file provider and a Prometheus datasource; k8s ConfigMap carries the same dashboard for the sidecar', () => {
   const providers = loadYaml('deploy/grafana/provisioning/dashboards/dtrain.yaml');
   assert.equal(providers.apiVersion, 1);

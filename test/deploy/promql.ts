@@ -68,9 +68,12 @@ const AGGREGATIONS = new Set(['sum', 'avg', 'min', 'max', 'count', 'group', 'std
 /** Keywords followed by a label list in parentheses, which holds label names, not metrics. */
 const LABEL_LIST = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
-/** For each character of a PromQL expression: whether it lies in a string literal (quotes included). */
-function inString(expr: string): boolean[] {
-  const mask = new Array<boolean>(expr.length).fill(false);
+/**
+ * For each character of a PromQL expression: whether it lies in a string literal (quotes
+ * included); `unterminated` when the last literal never closes.
+ */
+function inString(expr: string): boolean[] & {unterminated?: boolean} {
+  const mask: boolean[] & {unterminated?: boolean} = new Array<boolean>(expr.length).fill(false);
   let quote = '';
   for (let i = 0; i < expr.length; i++) {
     const c = expr[i];
@@ -83,6 +86,7 @@ function inString(expr: string): boolean[] {
       mask[i] = true;
     }
   }
+  mask.unterminated = quote !== '';
   return mask;
 }
 
@@ -127,17 +131,14 @@ export function metricNamesIn(expr: string): string[] {
 export function bracketProblem(expr: string): string | undefined {
   const pairs: Record<string, string> = {')': '(', '}': '{', ']': '['};
   const stack: string[] = [];
-  let quote = '';
+  const quoted = inString(expr);
   for (let i = 0; i < expr.length; i++) {
     const c = expr[i];
-    if (quote) {
-      if (c === '\\') i++;
-      else if (c === quote) quote = '';
-    } else if (c === '"' || c === "'" || c === '`') quote = c;
-    else if ('({['.includes(c)) stack.push(c);
+    if (quoted[i]) continue;
+    if ('({['.includes(c)) stack.push(c);
     else if (c in pairs && stack.pop() !== pairs[c]) return `unbalanced ${c} at ${i}`;
   }
-  if (quote) return 'unterminated string';
+  if (quoted.unterminated) return 'unterminated string';
   return stack.length ? `unclosed ${stack.join('')}` : undefined;
 }
 
