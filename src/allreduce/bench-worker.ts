@@ -1,19 +1,15 @@
 /**
  * One rank of `dtrain bench allreduce`, run as its own process by bench.ts (fork, IPC channel).
- * Protocol (WorkerMessage, driven by runRingProcesses): → ready; ← peers; → done; ← exit.
- * Closing only on 'exit' (after every rank is done) keeps the inbox open for a slower predecessor.
+ * It speaks runRingProcesses's WorkerMessage protocol through serveRingRank.
  */
 import {RingAllReduce} from './ring.js';
 import type {WorkerConfig, WorkerSizeResult} from './bench.js';
-import type {WorkerMessage} from './processes.js';
+import {serveRingRank} from './processes.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
-type Message = WorkerMessage<WorkerSizeResult[]>;
-const report = (m: Message): void => void process.send?.(m);
 const ring = new RingAllReduce({...config.ring, rank: config.rank, worldSize: config.workers});
 
-async function measure(peers: string[]): Promise<WorkerSizeResult[]> {
-  ring.connect(peers);
+async function measure(): Promise<WorkerSizeResult[]> {
   const barrier = new Float32Array(1);
   const results: WorkerSizeResult[] = [];
   let step = 0;
@@ -36,19 +32,4 @@ async function measure(peers: string[]): Promise<WorkerSizeResult[]> {
   return results;
 }
 
-process.on('message', (m: Message) => {
-  if (m.type === 'peers') {
-    measure(m.peers).then(
-      (results) => report({type: 'done', results}),
-      (err: Error) => report({type: 'error', message: err.message}),
-    );
-  } else if (m.type === 'exit') {
-    ring.close();
-    process.disconnect();
-  }
-});
-
-ring.start().then(
-  (endpoint) => report({type: 'ready', endpoint}),
-  (err: Error) => report({type: 'error', message: err.message}),
-);
+serveRingRank(ring, measure);

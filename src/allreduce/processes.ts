@@ -6,6 +6,7 @@
 import {type ChildProcess, fork} from 'node:child_process';
 
 import {ExitCode, UserError} from '../cli/errors.js';
+import type {RingAllReduce} from './ring.js';
 
 /** The IPC protocol between runRingProcesses and a rank process; R is what a rank reports when done. */
 export type WorkerMessage<R = unknown> =
@@ -79,4 +80,25 @@ function stop(child: ChildProcess): void {
   child.once('exit', () => clearTimeout(timer));
   if (child.connected) child.send({type: 'exit'} satisfies WorkerMessage);
   else child.kill();
+}
+
+/**
+ * The rank side of WorkerMessage, in a process forked by runRingProcesses: starts the ring and
+ * reports its endpoint, joins the peers and runs `work` when they arrive, reports the results.
+ * It closes only on 'exit' (after every rank is done), which keeps its inbox open for a slower
+ * predecessor.
+ */
+export function serveRingRank<R>(ring: RingAllReduce, work: () => Promise<R>): void {
+  const report = (m: WorkerMessage<R>): void => void process.send?.(m);
+  const fail = (err: Error) => report({type: 'error', message: err.message});
+  process.on('message', (m: WorkerMessage<R>) => {
+    if (m.type === 'peers') {
+      ring.connect(m.peers);
+      work().then((results) => report({type: 'done', results}), fail);
+    } else if (m.type === 'exit') {
+      ring.close();
+      process.disconnect();
+    }
+  });
+  ring.start().then((endpoint) => report({type: 'ready', endpoint}), fail);
 }
