@@ -28,6 +28,8 @@ export const metricsPortFlag = (defaultPort: number, scheme: string) =>
   Flags.integer({description: `Port of this process's Prometheus /metrics endpoint (${scheme}; 0: any free port).`, default: defaultPort, min: 0, max: 65535});
 export const metricsHostFlag = (fallback: string) => Flags.string({description: `Interface /metrics binds on (0.0.0.0 in containers; default ${fallback}).`});
 
+export const dataDirFlag = Flags.string({description: 'CIFAR-10 directory (default $DTRAIN_DATA_DIR or ~/.cache/dtrain/cifar10).'});
+
 export const checkpointFlags = {
   checkpoint: Flags.string({char: 'c', description: 'safetensors checkpoint: RUN_DIR/checkpoint-epochN.safetensors of `dtrain run`, or a state_dict exported from the seed model.', required: true}),
   // No default: the size comes from the checkpoint's metadata; only a file without it needs the flag.
@@ -36,7 +38,7 @@ export const checkpointFlags = {
 
 export const testDataFlags = {
   data: Flags.string({description: 'Test set: cifar10 (needs `dtrain data download`) or synthetic (generated, the one `dtrain run --data synthetic` tests on).', options: [...DATA_SOURCES], default: 'cifar10'}),
-  'data-dir': Flags.string({description: 'CIFAR-10 directory (default $DTRAIN_DATA_DIR or ~/.cache/dtrain/cifar10).'}),
+  'data-dir': dataDirFlag,
 };
 
 export function optionalSize(value: string | undefined): ModelSize | undefined {

@@ -4,7 +4,7 @@ import {Flags, type Interfaces} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
-import {backendFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
+import {backendFlag, dataDirFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
 import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
@@ -37,7 +37,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     'weight-decay': Flags.string({description: 'SGD weight decay (applied to every parameter, as in the seed).', default: '5e-4'}),
     scheduler: Flags.string({description: 'LR schedule, stepped per epoch: plateau (the seed), multistep, cosine, constant.', options: [...SCHEDULERS], default: 'plateau'}),
     data: Flags.string({description: 'Dataset: cifar10 (needs `dtrain data download`) or synthetic (generated, offline).', options: [...DATA_SOURCES], default: 'cifar10'}),
-    'data-dir': Flags.string({description: 'CIFAR-10 directory (default $DTRAIN_DATA_DIR or ~/.cache/dtrain/cifar10).'}),
+    'data-dir': dataDirFlag,
     'train-limit': Flags.integer({description: 'Use only the first N training images.'}),
     'test-limit': Flags.integer({description: 'Use only the first N test images.'}),
     seed: Flags.integer({description: 'Seed of initialisation, data order and augmentation.', default: 0}),
