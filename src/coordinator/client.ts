@@ -15,7 +15,7 @@ export function coordinatorClient(address: string): CoordinatorClient {
 /** A gRPC failure in words, as a UserError with the network exit code where the network is at fault. */
 export function explainGrpcError(err: ServiceError, address: string): UserError {
   if (err.code === GrpcStatus.UNAVAILABLE || err.code === GrpcStatus.DEADLINE_EXCEEDED) {
-    return new UserError(`cannot reach the coordinator at ${address}: ${err.details || err.message}`, {exitCode: ExitCode.network, suggestion: 'start one with `dtrain coordinator` or `dtrain cluster up`, or check --coordinator', cause: err});
+    return new UserError(`cannot reach the coordinator at ${address}: ${unreachableReason(err.details || err.message)}`, {exitCode: ExitCode.network, suggestion: 'start one with `dtrain coordinator` or `dtrain cluster up`, or check --coordinator', cause: err});
   }
   return new UserError(err.details || err.message, {exitCode: err.code === GrpcStatus.INVALID_ARGUMENT ? ExitCode.usage : ExitCode.failure, cause: err});
 }
@@ -84,4 +84,9 @@ export function clusterProcesses(status: ClusterStatusResponse, address: string)
     {role: 'coordinator', id: address, pid: status.coordinatorPid, host: address.replace(/:\d+$/, ''), metricsUrl: status.coordinatorMetricsUrl, alive: true},
     ...status.workers.map((w): ClusterProcess => ({role: 'worker', id: w.workerId, pid: w.pid, host: w.host, metricsUrl: w.metricsUrl, alive: w.state !== 'dead'})),
   ];
+}
+
+/** grpc-js's UNAVAILABLE details wrap the socket error in prose; the socket error (ECONNREFUSED …) is what a user can act on. */
+function unreachableReason(details: string): string {
+  return /connect (E[A-Z]+ \S+?)\.?(?:\s|$)/.exec(details)?.[1] ?? details.replace(/\s*Resolution note:\s*$/, '');
 }

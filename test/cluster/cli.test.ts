@@ -154,4 +154,9 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     assert.match(stderr, /apt-get install prometheus/);
     assert.equal(existsSync(path.join(env.DTRAIN_CLUSTER_DIR ?? '', 'cluster.json')), false);
   });
+  test('an unreachable coordinator is one line naming the socket error, exit 4', async () => {
+    const {code, stderr} = await dtrain('cluster', 'status', '--coordinator', '127.0.0.1:1');
+    assert.equal(code, 4);
+    assert.equal(stderr.trim().split('\n')[0], 'Error: cannot reach the coordinator at 127.0.0.1:1: ECONNREFUSED 127.0.0.1:1');
+  });
 });
