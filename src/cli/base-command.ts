@@ -1,6 +1,6 @@
 import {Command, Errors, Flags} from '@oclif/core';
 
-import {UserError} from './errors.js';
+import {ExitCode, UserError} from './errors.js';
 
 /**
  * Base of every dtrain command: `--json` (oclif prints what run() returns), `--verbose`, and one
@@ -23,9 +23,10 @@ export abstract class DtrainCommand extends Command {
     if (!this.jsonEnabled()) process.stderr.write(message + '\n');
   }
 
-  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    // oclif's own errors (flag parsing, this.exit) keep oclif's rendering and exit codes.
-    if (err instanceof Errors.ExitError || (err.oclif && !(err instanceof UserError))) return super.catch(err);
+  protected override async catch(thrown: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    if (thrown instanceof Errors.ExitError) return super.catch(thrown);
+    // oclif's flag-parsing errors get the same one-line form (oclif spreads them over lines, with usage).
+    const err: Error = thrown.oclif && !(thrown instanceof UserError) ? this.usageError(thrown, thrown.oclif.exit) : thrown;
     const user = err instanceof UserError;
     const exitCode = user ? err.exitCode : 1;
     const suggestion = user ? err.suggestion : undefined;
@@ -36,5 +37,11 @@ export abstract class DtrainCommand extends Command {
     process.stderr.write(`Error: ${message}\n${suggestion ? `Try this: ${suggestion}\n` : ''}`);
     process.exitCode = exitCode;
     return undefined;
+  }
+
+  private usageError(parseError: Error, exitCode: number = ExitCode.usage): UserError {
+    const command = `${this.config.bin} ${(this.id ?? '').replaceAll(':', ' ')}`.trim();
+    const message = parseError.message.replace(/See more help with --help/, '').replace(/^The following error occurred:/, '').replace(/\s+/g, ' ').trim();
+    return new UserError(message, {exitCode, suggestion: `see \`${command} --help\``});
   }
 }
