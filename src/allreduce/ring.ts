@@ -42,6 +42,13 @@ export interface RingOptions extends RingPosition {
   port?: number;
   /** Chunk size; must be the same on every rank, since both ends of a link derive the message stream from it. */
   chunkBytes?: number;
+  /**
+   * How reduce-scatter partial sums travel (the same on every rank). 'float64' (default): sums of
+   * float32 values are then exact in all but extreme cases, so the result is the exactly rounded
+   * mean whatever the ring order — N workers equal one process summing N shards, bit for bit — at
+   * 1.5× the bytes of 'float32', whose result depends on the order each segment went round the ring.
+   */
+  partialSums?: PartialSums;
   /** Longest wait for the predecessor's next message before AllReduceTimeoutError. */
   timeoutMs?: number;
   /** How long close() lets queued messages drain to the successor (it may still need the last ones). */
@@ -55,6 +62,7 @@ export interface RingOptions extends RingPosition {
 }
 
 export type ReduceOp = 'sum' | 'mean';
+export type PartialSums = 'float64' | 'float32';
 
 /** The predecessor sent nothing usable for timeoutMs: names that rank and its endpoint. */
 export class AllReduceTimeoutError extends UserError {
@@ -77,6 +85,7 @@ export class RingAllReduce {
   private position: RingPosition;
   private readonly chunkElems: number;
   private readonly timeoutMs: number;
+  private readonly partialBytes: 4 | 8;
   private readonly log: (line: string) => void;
   private pull?: Pull;
   private push?: Push;
@@ -102,6 +111,7 @@ export class RingAllReduce {
     this.chunkElems = Math.floor(chunkBytes / 4);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${this.timeoutMs}`);
+    this.partialBytes = (options.partialSums ?? 'float64') === 'float64' ? 8 : 4;
     this.log = options.logger ?? ((line) => process.stderr.write(`dtrain allreduce: ${line}\n`));
   }
 
@@ -223,10 +233,12 @@ export class RingAllReduce {
       this.totals.sentBytes += payload.length;
       outbox.enqueue([encodeHeader({...base, phase: t.phase, ringStep: t.ringStep, chunk: t.chunk.index, offset: t.chunk.offset, count: t.chunk.count}), payload]);
     };
-    // Reduce-scatter step 0 sends this rank's own segment straight from `data` (no copy): it is only
-    // overwritten in all-gather by a value that could not exist before the successor received it.
+    // Reduce-scatter step 0 sends this rank's own segment: float64 partial sums start as a copy;
+    // float32 ones straight from `data` (no copy): it is only overwritten in all-gather by a value
+    // that could not exist before the successor received it.
     for (const chunk of segmentChunks(data.length, worldSize, rank, this.chunkElems)) {
-      send({phase: Phase.reduceScatter, ringStep: 0, chunk}, Buffer.from(data.buffer, data.byteOffset + chunk.offset * 4, chunk.count * 4));
+      const own = data.subarray(chunk.offset, chunk.offset + chunk.count);
+      send({phase: Phase.reduceScatter, ringStep: 0, chunk}, this.partialBytes === 8 ? bufferOf(Float64Array.from(own)) : bufferOf(own));
     }
     const expected = receiveSchedule(data.length, worldSize, rank, this.chunkElems);
     const predecessor = mod(rank - 1, worldSize);
@@ -262,25 +274,28 @@ export class RingAllReduce {
       }
       if (checked === HELLO_SEEN) continue;
       this.totals.receivedBytes += checked.length;
-      const incoming = floatView(checked);
       const {offset, count} = want.chunk;
       const own = data.subarray(offset, offset + count);
       const next = nextTransfer(want, worldSize);
-      if (want.phase === Phase.reduceScatter) {
-        if (next?.phase === Phase.allGather) {
-          // This rank now holds the complete sum of this segment: it alone finishes it (so every rank
-          // ends with the same bits), keeps it, and starts it round the ring.
-          if (op === 'mean') addDivideInto(incoming, own, worldSize);
-          else addInto(incoming, own);
-          own.set(incoming);
-        } else {
-          addInto(incoming, own);
-        }
-      } else {
+      // Every received buffer is ours and never written again, so it is forwarded without a copy.
+      if (want.phase === Phase.allGather) {
+        const incoming = typedView(checked, Float32Array);
         own.set(incoming);
+        if (next) send(next, bufferOf(incoming));
+      } else {
+        const partial = this.partialBytes === 8 ? typedView(checked, Float64Array) : typedView(checked, Float32Array);
+        if (next?.phase === Phase.allGather) {
+          // This rank now holds the complete sum of this segment: it alone finishes it (so every
+          // rank ends with the same bits), keeps it, and starts it round the ring. The last addition
+          // and the mean's division happen in float64, rounded once to float32.
+          const divisor = op === 'mean' ? worldSize : 1;
+          for (let k = 0; k < count; k++) own[k] = (partial[k] + own[k]) / divisor;
+          send(next, bufferOf(own.slice()));
+        } else {
+          addInto(partial, own);
+          if (next) send(next, bufferOf(partial));
+        }
       }
-      // The received buffer is ours and never written again, so it is forwarded without a copy.
-      if (next) send(next, Buffer.from(incoming.buffer, incoming.byteOffset, incoming.byteLength));
       deadline = performance.now() + this.timeoutMs;
       i++;
     }
@@ -301,7 +316,8 @@ export class RingAllReduce {
     if (h.phase !== want.phase || h.ringStep !== want.ringStep || h.chunk !== want.chunk.index || h.offset !== want.chunk.offset || h.count !== want.chunk.count) {
       return `out of sequence: ${describe(h)}, expected ${phaseName(want.phase)} step ${want.ringStep} chunk ${want.chunk.index} [${want.chunk.offset}+${want.chunk.count}] (same length and chunk size on every rank?)`;
     }
-    if (frames[1].length !== want.chunk.count * 4) return `payload ${frames[1].length} bytes, header says ${want.chunk.count * 4}`;
+    const bytes = want.chunk.count * (want.phase === Phase.reduceScatter ? this.partialBytes : 4);
+    if (frames[1].length !== bytes) return `payload ${frames[1].length} bytes, expected ${bytes} for ${want.chunk.count} ${want.phase === Phase.reduceScatter && this.partialBytes === 8 ? 'float64 partial sums' : 'float32 values'} (same partialSums on every rank?)`;
     return frames[1];
   }
 
@@ -396,19 +412,20 @@ function describe(h: Header): string {
   return `${phaseName(h.phase)} step ${h.ringStep} chunk ${h.chunk} [${h.offset}+${h.count}]`;
 }
 
-/** A Float32Array over the payload; copied only when ZeroMQ handed us bytes at an odd address. */
-function floatView(b: Buffer): Float32Array {
-  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
-  const copy = new Float32Array(b.length / 4);
+/** A typed view of the payload; copied only when ZeroMQ handed us bytes at an unaligned address. */
+function typedView<T extends Float32Array | Float64Array>(b: Buffer, Type: {new (buffer: ArrayBufferLike, byteOffset: number, length: number): T; new (length: number): T; BYTES_PER_ELEMENT: number}): T {
+  const n = b.length / Type.BYTES_PER_ELEMENT;
+  if (b.byteOffset % Type.BYTES_PER_ELEMENT === 0) return new Type(b.buffer, b.byteOffset, n);
+  const copy = new Type(n);
   new Uint8Array(copy.buffer).set(b);
   return copy;
 }
 
-function addInto(acc: Float32Array, x: Float32Array): void {
-  for (let i = 0; i < acc.length; i++) acc[i] += x[i];
+function bufferOf(a: Float32Array | Float64Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** The last addition and the mean's division in one pass (in float64, rounded once to float32). */
-function addDivideInto(acc: Float32Array, x: Float32Array, divisor: number): void {
-  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] + x[i]) / divisor;
+/** acc += x elementwise; in float64 when acc is (the sum of float32 values is then exact but for extreme exponent spreads). */
+function addInto(acc: Float32Array | Float64Array, x: Float32Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] += x[i];
 }

@@ -29,6 +29,13 @@ export function assertMeanClose(got: Float32Array, want: Float64Array, worldSize
   }
 }
 
+/** Bit for bit the float64 mean rounded once to float32: what the ring gives with float64 partial sums, in any ring order. */
+export function assertExactMean(got: Float32Array, inputs: Float32Array[]): void {
+  const want = Float32Array.from(mean64(inputs));
+  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`element ${i}: ${got[i]} vs exactly rounded mean ${want[i]}`);
+  assert.equal(got.length, want.length);
+}
+
 export function assertBitwiseEqual(results: Float32Array[]): void {
   const first = Buffer.from(results[0].buffer, results[0].byteOffset, results[0].byteLength);
   results.forEach((r, rank) => assert.ok(first.equals(Buffer.from(r.buffer, r.byteOffset, r.byteLength)), `rank ${rank} differs bitwise from rank 0`));

@@ -6,7 +6,7 @@ import {Push} from 'zeromq';
 
 import {encodeHeader, jobHash, Phase} from '../../src/allreduce/header.js';
 import {AllReduceTimeoutError, formLocalRing, RingAllReduce, type RingOptions} from '../../src/allreduce/index.js';
-import {assertBitwiseEqual, assertMeanClose, deadEndpoint, mean64, randomVector} from './helpers.js';
+import {assertBitwiseEqual, assertExactMean, assertMeanClose, deadEndpoint, mean64, randomVector} from './helpers.js';
 
 /** Forms a local ring, runs fn, always closes every rank (twice: close() must be idempotent). */
 async function withRing<T>(worldSize: number, options: Omit<RingOptions, 'rank' | 'worldSize'>, fn: (ranks: RingAllReduce[]) => Promise<T>): Promise<T> {
@@ -40,14 +40,14 @@ describe('RingAllReduce', () => {
   });
 
   for (const n of [2, 3, 4, 5]) {
-    test(`N = ${n}: mean of random data equals the float64 mean, bitwise identical on every rank`, async () => {
+    test(`N = ${n}: mean of random data is the exactly rounded mean (float64 partial sums), bitwise identical on every rank`, async () => {
       // Small chunks make the short lengths span several chunks and segments.
       await withRing(n, {chunkBytes: 64, timeoutMs: 10_000}, async (ranks) => {
         let step = 0;
         for (const length of [0, 1, n - 1, n + 1, 1009]) {
           const inputs = ranks.map((_, r) => randomVector(length, length, r));
           const out = await reduceAll(ranks, inputs, step++);
-          assertMeanClose(out[0], mean64(inputs), n);
+          assertExactMean(out[0], inputs);
           assertBitwiseEqual(out);
         }
       });
@@ -55,11 +55,25 @@ describe('RingAllReduce', () => {
         const length = 1_000_003;
         const inputs = ranks.map((_, r) => randomVector(length, 7, r));
         const out = await reduceAll(ranks, inputs, 0);
-        assertMeanClose(out[0], mean64(inputs), n);
+        assertExactMean(out[0], inputs);
         assertBitwiseEqual(out);
       });
     });
   }
+
+  test('float32 partial sums: within float32 rounding of the mean, and (unlike float64 ones) dependent on the ring order', async () => {
+    // 2^24 + 1 − 2^24: exact in float64 whatever the order; in float32 the order decides whether the 1 survives.
+    const inputs = [Float32Array.of(2 ** 24, 1, 1), Float32Array.of(1, 2 ** 24, -(2 ** 24)), Float32Array.of(-(2 ** 24), -(2 ** 24), 2 ** 24)];
+    const exact = await withRing(3, {chunkBytes: 4, timeoutMs: 10_000}, (ranks) => reduceAll(ranks, inputs, 0));
+    assertExactMean(exact[0], inputs);
+    await withRing(3, {chunkBytes: 4, timeoutMs: 10_000, partialSums: 'float32'}, async (ranks) => {
+      const out = await reduceAll(ranks, inputs, 0);
+      assertBitwiseEqual(out);
+      assert.notDeepEqual(out[0], exact[0], 'some element lost its 1 to float32 rounding in ring order');
+      const random = ranks.map((_, r) => randomVector(1009, 3, r));
+      assertMeanClose((await reduceAll(ranks, random, 1))[0], mean64(random), 3);
+    });
+  });
 
   test('many consecutive steps (tags advance), sum as well as mean, on a subarray view', async () => {
     await withRing(3, {chunkBytes: 400, timeoutMs: 10_000}, async (ranks) => {
