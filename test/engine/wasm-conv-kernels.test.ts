@@ -116,3 +116,16 @@ test('wasm training kernels leak neither tensors nor wasm heap buffers', async (
   assert.equal(tf.memory().numTensors, tensors);
   assert.equal(backend.numDataIds(), dataIds);
 });
+
+test('wasm Identity (tensor clones, saved gradient inputs) shares the data instead of copying it, and frees it with the last owner', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as unknown as {numDataIds(): number};
+  const x = tf.tensor1d([1, 2, 3, 4]);
+  const ids = backend.numDataIds();
+  const y = tf.clone(x);
+  assert.equal(backend.numDataIds(), ids, 'no new buffer for the clone');
+  x.dispose();
+  assert.deepEqual(Array.from(await y.data()), [1, 2, 3, 4], 'the clone outlives the original');
+  y.dispose();
+  assert.equal(backend.numDataIds(), ids - 1, 'the buffer is freed with its last owner');
+});

@@ -1,7 +1,8 @@
 /**
  * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
  * depthwise backprops), a faster Conv2DBackpropInput for 1×1 convs, and the fused BatchNorm
- * kernels (for wasm and cpu). Idempotent; call before tf.setBackend('wasm').
+ * kernels (for wasm and cpu), and an Identity that shares instead of copying. Idempotent; call
+ * before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';
 import {Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
@@ -12,6 +13,7 @@ import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
 import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
 import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
+import {sharedIdentityConfig} from './identity.js';
 import {replaceKernel} from './kernel-utils.js';
 
 let registered = false;
@@ -23,5 +25,6 @@ export function registerWasmTrainingKernels(): void {
   replaceKernel(depthwiseConv2dNativeBackpropInputConfig);
   const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
   if (wasmOwn !== undefined && !isDtrainConv2DBackpropInput(wasmOwn)) replaceKernel(makeConv2DBackpropInputConfig(wasmOwn));
+  replaceKernel(sharedIdentityConfig);
   registerBatchNormKernels();
 }
