@@ -4,18 +4,19 @@
  */
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
-import {cpuAndWasmConfigs, REDUCE_BLOCK_ROWS, runF32Kernel} from './kernel-utils.js';
+import {blockRows, cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
 
 export const BATCH_MOMENTS = 'DtrainBatchMoments';
 
 /** mean and variance (length C) of x viewed as [rows, C]. */
 export function channelMoments(x: Float32Array, channels: number, mean: Float32Array, variance: Float32Array): void {
   const rows = x.length / channels;
+  const block = blockRows(channels);
   const mu = new Float64Array(channels);
   const sq = new Float64Array(channels);
   for (let pass = 0; pass < 2; pass++) {
-    for (let r0 = 0; r0 < rows; r0 += REDUCE_BLOCK_ROWS) {
-      const end = Math.min(rows, r0 + REDUCE_BLOCK_ROWS) * channels;
+    for (let r0 = 0; r0 < rows; r0 += block) {
+      const end = Math.min(rows, r0 + block) * channels;
       for (let c = 0; c < channels; c++) {
         let s = 0;
         if (pass === 0) {
