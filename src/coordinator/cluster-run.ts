@@ -14,6 +14,8 @@ export interface ClusterRunOptions extends LocalRunOptions {
   coordinator?: string;
   checkpointDir: string;
   resume: boolean;
+  /** Epochs of checkpoints kept in checkpointDir (default DEFAULT_KEEP_CHECKPOINTS). */
+  keepCheckpoints?: number;
   heartbeatTimeoutMs?: number;
   /** Local cluster only: the coordinator's metrics port, worker i takes localWorkerMetricsPort(i, it); 0 / unset: free ports. */
   metricsPort?: number;
@@ -119,6 +121,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
         backend: options.backend === 'auto' ? '' : options.backend,
         waitMs: cluster ? 120_000 : 30_000,
         runDir: '',
+        keepCheckpoints: options.keepCheckpoints ?? 0,
       },
       (p) => {
         if (p.accepted) {

@@ -49,6 +49,19 @@ export interface ReplicaEpoch {
 
 export type ReplicaEval = EvalSums;
 
+/** A step whose loss is NaN or infinite: training stops there (the coordinator fails the job, keeping the last checkpoint). */
+export class NonFiniteLossError extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly step: number,
+    readonly steps: number,
+    readonly loss: number,
+  ) {
+    super(`the loss is ${loss} at epoch ${epoch + 1}, step ${step}/${steps}`);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
 /** Augmentation draws per (seed, epoch, rank); rank 0 draws exactly what a single process draws. */
 export function rankAugmentSeed(seed: number, epoch: number, rank: number): number {
   return (epochSeed(seed, epoch, 'augment') + Math.imul(rank, 0x9e3779b1)) >>> 0;
@@ -140,6 +153,7 @@ export class Replica {
       const stepStart = performance.now();
       const r = await this.step(batch.x, batch.labels, batch.n, plan.gradientScale(rank, s));
       const stepSeconds = (performance.now() - stepStart) / 1000;
+      if (batch.n > 0 && !Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, s + 1, plan.steps, r.loss);
       allreduceSeconds += r.reduceSeconds;
       lossSum += r.loss * batch.n;
       correct += r.correct;
