@@ -112,6 +112,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
       {
         onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
         onAccepted: (a) => {
+          for (const note of a.checkpointNotes) this.progress(`dtrain: ${note}`);
           const w = a.workers[0];
           this.progress(`dtrain: job ${a.jobId} on ${a.local ? 'a local cluster' : 'the coordinator'} at ${a.address}: ${a.workers.length} worker${a.workers.length === 1 ? '' : 's'}, backend ${w?.backend} on ${w?.device}`);
           this.progress(

@@ -111,9 +111,18 @@ export class Job {
       const {blob, hash} = encodeDatasetBlob(train, test);
       this.ctx.publishDataset(hash, blob);
       const checkpointDir = spec.checkpointDir;
-      const resumed = spec.resume ? await readLatestCheckpoint(checkpointDir, (line) => this.ctx.log(`job ${this.id}: ${line}`)) : undefined;
+      const checkpointNotes: string[] = [];
+      const resumed = spec.resume
+        ? await readLatestCheckpoint(checkpointDir, (line) => {
+            checkpointNotes.push(line);
+            this.ctx.log(`job ${this.id}: ${line}`);
+          })
+        : undefined;
       this.lastGood = resumed?.path;
-      if (spec.resume && !resumed) this.ctx.log(`job ${this.id}: --resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
+      if (spec.resume && !resumed) {
+        checkpointNotes.push(`--resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
+        this.ctx.log(`job ${this.id}: ${checkpointNotes.at(-1)}`);
+      }
       if (resumed && resumed.state.size !== hyper.size) throw new Error(`checkpoint ${resumed.path} is size ${resumed.state.size}, the job asks for size ${hyper.size}`);
       const scheduler = createScheduler(spec.scheduler, hyper.lr, spec.epochs);
       const trainLosses: number[] = [];
@@ -135,6 +144,7 @@ export class Job {
           startEpoch,
           stepsPerEpoch: plan0.steps,
           rankBatch: workers.map((_, r) => plan0.rankBatch(r)),
+          checkpointNotes,
         },
       });
       const bound = await this.roundTrip('ringBound', (rank) => ({

@@ -291,6 +291,8 @@ export interface JobAccepted {
   startEpoch: number;
   stepsPerEpoch: number;
   rankBatch: number[];
+  /** resume: each damaged checkpoint refused, and which one was used instead */
+  checkpointNotes: string[];
 }
 
 export interface EpochResult {
@@ -3617,6 +3619,7 @@ function createBaseJobAccepted(): JobAccepted {
     startEpoch: 0,
     stepsPerEpoch: 0,
     rankBatch: [],
+    checkpointNotes: [],
   };
 }
 
@@ -3649,6 +3652,9 @@ export const JobAccepted: MessageFns<JobAccepted> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    for (const v of message.checkpointNotes) {
+      writer.uint32(74).string(v!);
     }
     return writer;
   },
@@ -3740,6 +3746,14 @@ export const JobAccepted: MessageFns<JobAccepted> = {
 
             break;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.checkpointNotes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3786,6 +3800,11 @@ export const JobAccepted: MessageFns<JobAccepted> = {
         : globalThis.Array.isArray(object?.rank_batch)
         ? object.rank_batch.map((e: any) => globalThis.Number(e))
         : [],
+      checkpointNotes: globalThis.Array.isArray(object?.checkpointNotes)
+        ? object.checkpointNotes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.checkpoint_notes)
+        ? object.checkpoint_notes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3815,6 +3834,9 @@ export const JobAccepted: MessageFns<JobAccepted> = {
     if (message.rankBatch?.length) {
       obj.rankBatch = message.rankBatch.map((e) => Math.round(e));
     }
+    if (message.checkpointNotes?.length) {
+      obj.checkpointNotes = message.checkpointNotes;
+    }
     return obj;
   },
 
@@ -3831,6 +3853,7 @@ export const JobAccepted: MessageFns<JobAccepted> = {
     message.startEpoch = object.startEpoch ?? 0;
     message.stepsPerEpoch = object.stepsPerEpoch ?? 0;
     message.rankBatch = object.rankBatch?.map((e) => e) || [];
+    message.checkpointNotes = object.checkpointNotes?.map((e) => e) || [];
     return message;
   },
 };
