@@ -111,18 +111,16 @@ export class Job {
       const {blob, hash} = encodeDatasetBlob(train, test);
       this.ctx.publishDataset(hash, blob);
       const checkpointDir = spec.checkpointDir;
+      const keep = spec.keepCheckpoints || DEFAULT_KEEP_CHECKPOINTS;
+      // What resuming found (refused checkpoints, none at all): logged here and told to the client.
       const checkpointNotes: string[] = [];
-      const resumed = spec.resume
-        ? await readLatestCheckpoint(checkpointDir, (line) => {
-            checkpointNotes.push(line);
-            this.ctx.log(`job ${this.id}: ${line}`);
-          })
-        : undefined;
+      const note = (line: string) => {
+        checkpointNotes.push(line);
+        this.ctx.log(`job ${this.id}: ${line}`);
+      };
+      const resumed = spec.resume ? await readLatestCheckpoint(checkpointDir, note) : undefined;
       this.lastGood = resumed?.path;
-      if (spec.resume && !resumed) {
-        checkpointNotes.push(`--resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
-        this.ctx.log(`job ${this.id}: ${checkpointNotes.at(-1)}`);
-      }
+      if (spec.resume && !resumed) note(`--resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
       if (resumed && resumed.state.size !== hyper.size) throw new Error(`checkpoint ${resumed.path} is size ${resumed.state.size}, the job asks for size ${hyper.size}`);
       const scheduler = createScheduler(spec.scheduler, hyper.lr, spec.epochs);
       const trainLosses: number[] = [];
@@ -183,9 +181,9 @@ export class Job {
           scheduler: {name: scheduler.name, state: scheduler.state(), nextLr, trainLosses},
           dataOrder: {sampler: 'distributed', seed: hyper.seed, workers: N, nextEpoch: epoch + 1, datasetHash: hash},
         };
-        const files = await writeCheckpoint(checkpointDir, state, done[0].weights, done[0].optimizer, {keep: spec.keepCheckpoints || DEFAULT_KEEP_CHECKPOINTS, lastGood: this.lastGood});
+        const files = await writeCheckpoint(checkpointDir, state, done[0].weights, done[0].optimizer, {keep, lastGood: this.lastGood});
         this.lastGood = files.weights;
-        if (files.pruned.length > 0) this.ctx.log(`job ${this.id}: kept the ${spec.keepCheckpoints || DEFAULT_KEEP_CHECKPOINTS} newest checkpoints, deleted ${files.pruned.length} older files`);
+        if (files.pruned.length > 0) this.ctx.log(`job ${this.id}: kept the ${keep} newest checkpoints, deleted ${files.pruned.length} older files`);
         result.checkpoint = files.weights;
         result.nextLr = nextLr;
         const wall = (performance.now() - started) / 1000;

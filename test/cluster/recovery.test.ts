@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import {execFileSync, spawn} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {existsSync} from 'node:fs';
+import {existsSync, readFileSync} from 'node:fs';
 import {mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
@@ -28,12 +28,17 @@ const dtrain = (...args: string[]) => runDtrain(args, {cwd: dir, env});
 const sha256 = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
 const hashes = (d: string, files: string[]) => Promise.all(files.map((f) => sha256(path.join(d, f))));
 
+/** Still running: a zombie has exited (here PID 1 may reap detached children a second or two late). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return process.platform !== 'linux';
   }
 }
 
@@ -88,7 +93,7 @@ describe('recovery (built CLI, real processes)', {skip: built ? false : 'dist/ n
     assert.deepEqual(workers.filter(alive), [], 'workers must exit when their coordinator dies');
     const code = await exited;
     if (process.env.DTRAIN_RECOVERY_MEASURE) process.stderr.write(`workers exited ${workersGoneMs.toFixed(0)} ms after the coordinator's SIGKILL\n`);
-    assert.ok(workersGoneMs < 5000, `workers took ${workersGoneMs} ms to notice the dead coordinator`);
+    assert.ok(workersGoneMs < 10_000, `workers took ${workersGoneMs} ms to notice the dead coordinator`);
     assert.equal(code, 4, stderr);
     assert.match(stderr, new RegExp(`lost the coordinator at ${cluster.address} during epoch 2: .*; the checkpoints of finished epochs are in ${crashedDir} on the coordinator's machine`));
     assert.match(stderr, /restart the coordinator, then rerun the same command with --resume/);
