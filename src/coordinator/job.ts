@@ -4,9 +4,9 @@ import {join} from 'node:path';
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
 import type {CoordinatorCommand, EpochDone, EpochResult, JobInfo, JobProgress, JobSpec, WorkerMessage} from '../gen/dtrain.js';
 import {createScheduler} from '../optim/schedulers.js';
+import {nonFiniteEpochMessage, nonFiniteLossMessage} from '../worker/divergence.js';
 import {type CheckpointContent, DEFAULT_KEEP_CHECKPOINTS, readLatestCheckpoint, writeCheckpoint} from './checkpoint.js';
 import {encodeDatasetBlob} from './dataset-blob.js';
-import {nonFiniteEpochError, nonFiniteLossError} from './divergence.js';
 import type {WorkerEntry} from './registry.js';
 import {ShardPlan} from './shard-plan.js';
 
@@ -62,7 +62,7 @@ export class Job {
       return;
     }
     if (msg.nonFiniteLoss) {
-      this.fail(nonFiniteLossError(msg.nonFiniteLoss, rank, this.lastGood, this.lr));
+      this.fail(new Error(nonFiniteLossMessage(msg.nonFiniteLoss, {rank, lastGood: this.lastGood, lr: this.lr, resumable: true})));
       return;
     }
     if (msg.step) {
@@ -168,8 +168,8 @@ export class Job {
         const done = (await this.roundTrip('epochDone', () => ({runEpoch: {jobId: this.id, epoch, lr, checkpoint: true}}))).map((m) => m.epochDone!);
         this.checkChecksums(done.map((d) => d.checksum), `after epoch ${epoch + 1}`);
         const result = aggregate(done, epoch, lr);
-        const diverged = nonFiniteEpochError(epoch, result.trainLoss, result.testLoss, this.lastGood, lr);
-        if (diverged) throw diverged;
+        const diverged = nonFiniteEpochMessage(epoch, result.trainLoss, result.testLoss, {lastGood: this.lastGood, lr, resumable: true});
+        if (diverged) throw new Error(diverged);
         trainLosses.push(result.trainLoss);
         const nextLr = scheduler.step(epoch, result.trainLoss);
         const state: CheckpointContent = {

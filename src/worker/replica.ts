@@ -9,6 +9,7 @@ import {parseSafetensors, serializeSafetensors} from '../model/safetensors.js';
 import type {ShuffleNetV2} from '../model/shufflenetv2.js';
 import type {SGD} from '../optim/sgd.js';
 import {Random} from '../util/random.js';
+import {NonFiniteLossError} from './divergence.js';
 import {epochSeed, type EvalSums, evalSums} from './trainer.js';
 
 /** What a replica needs from the ring: the elementwise mean over ranks, bitwise equal on every rank. */
@@ -48,19 +49,6 @@ export interface ReplicaEpoch {
 }
 
 export type ReplicaEval = EvalSums;
-
-/** A step whose loss is NaN or infinite: training stops there (the coordinator fails the job, keeping the last checkpoint). */
-export class NonFiniteLossError extends Error {
-  constructor(
-    readonly epoch: number,
-    readonly step: number,
-    readonly steps: number,
-    readonly loss: number,
-  ) {
-    super(`the loss is ${loss} at epoch ${epoch + 1}, step ${step}/${steps}`);
-    this.name = 'NonFiniteLossError';
-  }
-}
 
 /** Augmentation draws per (seed, epoch, rank); rank 0 draws exactly what a single process draws. */
 export function rankAugmentSeed(seed: number, epoch: number, rank: number): number {

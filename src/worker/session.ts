@@ -19,7 +19,8 @@ import {parseSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
 import {SGD} from '../optim/sgd.js';
 import {measuredReducer, serveWorkerMetrics, type WorkerMetricsOptions} from './metrics.js';
-import {loadMomentum, NonFiniteLossError, Replica, serializeModel, serializeMomentum} from './replica.js';
+import {NonFiniteLossError} from './divergence.js';
+import {loadMomentum, Replica, serializeModel, serializeMomentum} from './replica.js';
 
 export interface WorkerOptions {
   coordinator: string;

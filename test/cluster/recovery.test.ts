@@ -131,6 +131,14 @@ describe('recovery (built CLI, real processes)', {skip: built ? false : 'dist/ n
     assert.ok(!existsSync(path.join(ckpt, 'checkpoint-epoch2.safetensors')));
   });
 
+  test('NaN loss in the single-process path: the same one line (no rank), no checkpoint written', async () => {
+    const runDir = path.join(dir, 'nan-local');
+    const {code, stderr} = await dtrain('run', '--epochs', '1', '--lr', '1e30', '--data', 'synthetic', '--train-limit', '32', '--test-limit', '32', '--batch-size', '16', '--backend', 'wasm', '--run-dir', runDir);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^Error: training diverged: the loss is (NaN|-?Infinity) at epoch 1, step [12]\/2 \(global step [12]\); no checkpoint of this run was written yet; lower --lr \(this epoch trained with 1e\+30\) and rerun$/m);
+    assert.ok(!existsSync(path.join(runDir, 'checkpoint-epoch1.safetensors')));
+  });
+
   test('disk full while checkpointing epoch 2 (a 4 MiB tmpfs): one line, non-zero exit, epoch 1 untouched, no temp files', async (t) => {
     const ckpt = path.join(dir, 'full');
     await mkdir(ckpt, {recursive: true});
