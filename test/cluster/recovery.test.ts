@@ -139,6 +139,13 @@ describe('recovery (built CLI, real processes)', {skip: built ? false : 'dist/ n
     assert.ok(!existsSync(path.join(runDir, 'checkpoint-epoch1.safetensors')));
   });
 
+  test('--keep-checkpoints below 1 is a usage error (exit 2), nothing started', async () => {
+    const {code, stderr} = await dtrain('run', '--workers', '2', '--keep-checkpoints', '0', ...TINY, '--run-dir', path.join(dir, 'keep0'));
+    assert.equal(code, 2, stderr);
+    assert.equal(stderr.trim().split('\n')[0], 'Error: --keep-checkpoints must be at least 1, got 0');
+    assert.ok(!existsSync(path.join(dir, 'keep0')));
+  });
+
   test('disk full while checkpointing epoch 2 (a 4 MiB tmpfs): one line, non-zero exit, epoch 1 untouched, no temp files', async (t) => {
     const ckpt = path.join(dir, 'full');
     await mkdir(ckpt, {recursive: true});
