@@ -5,7 +5,7 @@
  * real tmpfs, where mounting is permitted). Needs dist/ (npm run build).
  */
 import assert from 'node:assert/strict';
-import {execFileSync, spawn} from 'node:child_process';
+import {type ChildProcess, execFileSync, spawn} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {existsSync, readFileSync} from 'node:fs';
 import {mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises';
@@ -42,6 +42,24 @@ function alive(pid: number): boolean {
   }
 }
 
+/** `dtrain run ARGS` as a child, resolved once epoch 2's progress line appears on its stderr. */
+async function runUntilEpoch2(args: string[]): Promise<{child: ChildProcess; stderr: () => string; exited: Promise<number | null>}> {
+  const child = spawn(process.execPath, [path.join(root, 'bin/run.js'), 'run', ...args], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'ignore', 'pipe']});
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`epoch 2 did not start within 120 s: ${stderr}`)), 120_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/epoch 2 \[/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return {child, stderr: () => stderr, exited};
+}
+
 /** Milliseconds until every pid has exited (or the deadline passed: then the survivors stay alive for the assertion). */
 async function waitGone(pids: number[], ms: number): Promise<number> {
   const started = performance.now();
@@ -59,39 +77,31 @@ describe('recovery (built CLI, real processes)', {skip: built ? false : 'dist/ n
     await rm(dir, {recursive: true, force: true});
   });
 
+  const job = ['--workers', '2', '--epochs', '2', '--seed', '7', '--lr', '0.05', ...TINY];
+  const straightDir = () => path.join(dir, 'straight');
+  const epoch2 = ['checkpoint-epoch2.safetensors', 'checkpoint-epoch2.optim.safetensors'];
+  /** Epoch 2 of a run without --json from its history.jsonl, timings and paths blanked. */
+  const epoch2Metrics = async (runDir: string) => {
+    const history = (await readFile(path.join(runDir, 'history.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    return {...history.find((h) => h.epoch === 1), seconds: 0, imagesPerSec: 0, allreduceSeconds: 0, checkpoint: ''};
+  };
+
   test('coordinator SIGKILLed in epoch 2: workers exit on their own, run says so (exit 4); --resume = the uninterrupted run, bit for bit', async () => {
-    const job = ['--workers', '2', '--epochs', '2', '--seed', '7', '--lr', '0.05', ...TINY];
-    const straightDir = path.join(dir, 'straight');
-    const straight = await dtrain('run', ...job, '--checkpoint-dir', straightDir, '--run-dir', straightDir, '--json');
+    const straight = await dtrain('run', ...job, '--checkpoint-dir', straightDir(), '--run-dir', straightDir(), '--json');
     assert.equal(straight.code, 0, straight.stderr);
 
-    const up = await dtrain('cluster', 'up', '--workers', '2', '--detach', '--port', '0', '--backend', 'wasm', '--json');
+    const up = await dtrain('cluster', 'up', '--workers', '2', '--detach', '--port', '0', '--metrics-port', '0', '--backend', 'wasm', '--json');
     assert.equal(up.code, 0, up.stderr);
     const cluster = JSON.parse(up.stdout) as {address: string; processes: Array<{role: string; pid: number}>};
     const coordinator = cluster.processes.find((p) => p.role === 'coordinator')!.pid;
     const workers = cluster.processes.filter((p) => p.role === 'worker').map((p) => p.pid);
     const crashedDir = path.join(dir, 'crashed');
-    const child = spawn(process.execPath, [path.join(root, 'bin/run.js'), 'run', ...job, '--coordinator', cluster.address, '--checkpoint-dir', crashedDir, '--run-dir', path.join(dir, 'crashed-run')], {
-      cwd: dir,
-      env: {...process.env, ...env},
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`epoch 2 did not start within 120 s: ${stderr}`)), 120_000);
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (/epoch 2 \[/.test(stderr)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    const crashed = await runUntilEpoch2([...job, '--coordinator', cluster.address, '--checkpoint-dir', crashedDir, '--run-dir', path.join(dir, 'crashed-run')]);
     process.kill(coordinator, 'SIGKILL');
     const workersGoneMs = await waitGone(workers, 15_000);
     assert.deepEqual(workers.filter(alive), [], 'workers must exit when their coordinator dies');
-    const code = await exited;
+    const code = await crashed.exited;
+    const stderr = crashed.stderr();
     if (process.env.DTRAIN_RECOVERY_MEASURE) process.stderr.write(`workers exited ${workersGoneMs.toFixed(0)} ms after the coordinator's SIGKILL\n`);
     assert.ok(workersGoneMs < 10_000, `workers took ${workersGoneMs} ms to notice the dead coordinator`);
     assert.equal(code, 4, stderr);
@@ -105,13 +115,30 @@ describe('recovery (built CLI, real processes)', {skip: built ? false : 'dist/ n
     const a = JSON.parse(straight.stdout);
     const b = JSON.parse(resumed.stdout);
     assert.equal(b.startEpoch, 1);
-    const files = ['checkpoint-epoch2.safetensors', 'checkpoint-epoch2.optim.safetensors'];
-    assert.deepEqual(await hashes(crashedDir, files), await hashes(straightDir, files), 'weights and momentum after epoch 2');
+    assert.deepEqual(await hashes(crashedDir, epoch2), await hashes(straightDir(), epoch2), 'weights and momentum after epoch 2');
     const metrics = (e: Record<string, unknown>) => ({...e, seconds: 0, imagesPerSec: 0, allreduceSeconds: 0, checkpoint: ''});
     assert.deepEqual(metrics(b.epochs[0]), metrics(a.epochs[1]), 'epoch 2 metrics');
     const local = [...a.localPids, ...b.localPids];
     await waitGone(local, 5000);
     assert.deepEqual(local.filter(alive), [], 'no process of the local clusters is left');
+  });
+
+  test('dtrain run (with its local cluster) SIGKILLed in epoch 2: coordinator and workers exit with it; --resume = the uninterrupted run', async () => {
+    const killedDir = path.join(dir, 'killed');
+    const killed = await runUntilEpoch2([...job, '--checkpoint-dir', killedDir, '--run-dir', killedDir]);
+    const pids = /pids ([\d, ]+);/.exec(killed.stderr())![1].split(', ').map(Number);
+    assert.equal(pids.length, 3);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const goneMs = await waitGone(pids, 15_000);
+    assert.deepEqual(pids.filter(alive), [], 'the local coordinator and workers must exit with dtrain run');
+    if (process.env.DTRAIN_RECOVERY_MEASURE) process.stderr.write(`local cluster exited ${goneMs.toFixed(0)} ms after dtrain run's SIGKILL\n`);
+    assert.deepEqual((await readdir(killedDir)).filter((f) => f.startsWith('checkpoint-') || f === 'latest.json').sort(), EPOCH_FILES.slice().sort());
+    const resumed = await dtrain('run', ...job, '--checkpoint-dir', killedDir, '--run-dir', killedDir, '--resume');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming at epoch 2/);
+    assert.deepEqual(await hashes(killedDir, epoch2), await hashes(straightDir(), epoch2), 'weights and momentum after epoch 2');
+    assert.deepEqual(await epoch2Metrics(killedDir), await epoch2Metrics(straightDir()), 'epoch 2 metrics');
   });
 
   test('NaN loss (--lr 1e30 after a good epoch): one line with epoch, step, global step, the kept checkpoint and a hint; nothing overwritten', async () => {
