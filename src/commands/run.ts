@@ -10,6 +10,7 @@ import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
 import {type ModelSize, parseModelSize} from '../model/architecture.js';
+import {DEFAULT_KEEP_CHECKPOINTS} from '../coordinator/checkpoint.js';
 import {type ClusterRunResult, runOnCluster} from '../coordinator/cluster-run.js';
 import {SCHEDULERS} from '../optim/schedulers.js';
 import {type LocalRunResult, runLocal} from '../worker/local-run.js';
@@ -53,7 +54,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
       min: 0,
       max: 65535,
     }),
-    resume: Flags.boolean({description: 'Cluster runs: continue from the latest checkpoint in --checkpoint-dir at the next epoch.', default: false}),
+    resume: Flags.boolean({description: 'Cluster runs: continue from the latest valid checkpoint in --checkpoint-dir at the next epoch (a damaged one is refused and the previous epoch used).', default: false}),
+    'keep-checkpoints': Flags.integer({description: 'Cluster runs: keep the checkpoints of the K newest epochs in --checkpoint-dir, delete older ones.', default: DEFAULT_KEEP_CHECKPOINTS}),
   };
 
   async run(): Promise<LocalRunResult | ClusterRunResult> {
@@ -69,6 +71,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     check(Number.isFinite(weightDecay) && weightDecay >= 0, `--weight-decay must be a non-negative number, got ${flags['weight-decay']}`, 'the seed uses --weight-decay 5e-4');
     check(flags.workers >= 1, `--workers must be at least 1, got ${flags.workers}`, 'e.g. --workers 2');
     check(flags['batch-size'] >= flags.workers, `--batch-size (${flags['batch-size']}) must be at least --workers (${flags.workers})`, 'each worker needs at least one image per step');
+    check(flags['keep-checkpoints'] >= 1, `--keep-checkpoints must be at least 1, got ${flags['keep-checkpoints']}`, `e.g. --keep-checkpoints ${DEFAULT_KEEP_CHECKPOINTS}`);
     check(!flags.resume || Boolean(flags['checkpoint-dir'] ?? flags['run-dir']), '--resume needs the directory of the checkpoint to continue from', 'pass --checkpoint-dir DIR (or the --run-dir of the run)');
     const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
     if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
@@ -104,10 +107,12 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         metricsPort: flags['metrics-port'],
         checkpointDir,
         resume: flags.resume,
+        keepCheckpoints: flags['keep-checkpoints'],
       },
       {
         onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
         onAccepted: (a) => {
+          for (const note of a.checkpointNotes) this.progress(`dtrain: ${note}`);
           const w = a.workers[0];
           this.progress(`dtrain: job ${a.jobId} on ${a.local ? 'a local cluster' : 'the coordinator'} at ${a.address}: ${a.workers.length} worker${a.workers.length === 1 ? '' : 's'}, backend ${w?.backend} on ${w?.device}`);
           this.progress(

@@ -1,7 +1,7 @@
 import {appendFile, mkdir, readFile} from 'node:fs/promises';
 import {join, resolve} from 'node:path';
 
-import {UserError} from '../cli/errors.js';
+import {ExitCode, UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
 import type {EpochResult, JobAccepted, StepDone} from '../gen/dtrain.js';
 import type {LocalRunOptions} from '../worker/local-run.js';
@@ -14,6 +14,8 @@ export interface ClusterRunOptions extends LocalRunOptions {
   coordinator?: string;
   checkpointDir: string;
   resume: boolean;
+  /** Epochs of checkpoints kept in checkpointDir (default DEFAULT_KEEP_CHECKPOINTS). */
+  keepCheckpoints?: number;
   heartbeatTimeoutMs?: number;
   /** Local cluster only: the coordinator's metrics port, worker i takes localWorkerMetricsPort(i, it); 0 / unset: free ports. */
   metricsPort?: number;
@@ -93,9 +95,16 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
     );
     controller.abort();
   };
+  // A coordinator that dies mid-job (crash, OOM kill) is named as such, not as its workers' exits.
+  let coordinatorGone: string | undefined;
+  const onCoordinatorExit = (info: ClusterProcessInfo) => (code: number | null, signal: NodeJS.Signals | null) => {
+    coordinatorGone ??= `the local coordinator (pid ${info.pid}) exited (${signal ?? `code ${code}`})`;
+    controller.abort();
+  };
   const exitListeners = (cluster?.children ?? []).map((child, i) => {
-    const listener = onWorkerExit(cluster!.processes[i]);
-    if (cluster!.processes[i].role === 'worker') child.once('exit', listener);
+    const info = cluster!.processes[i];
+    const listener = info.role === 'worker' ? onWorkerExit(info) : onCoordinatorExit(info);
+    child.once('exit', listener);
     return () => child.removeListener('exit', listener);
   });
   const address = options.coordinator ?? cluster!.address;
@@ -119,6 +128,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
         backend: options.backend === 'auto' ? '' : options.backend,
         waitMs: cluster ? 120_000 : 30_000,
         runDir: '',
+        keepCheckpoints: options.keepCheckpoints ?? 0,
       },
       (p) => {
         if (p.accepted) {
@@ -154,13 +164,22 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
       controller.signal,
     );
   } catch (error) {
-    if (!workerExit) throw error;
+    const dropped = accepted !== undefined && error instanceof UserError && error.exitCode === ExitCode.network;
+    if (coordinatorGone === undefined && dropped) coordinatorGone = error.message.replace(/^cannot reach the coordinator at \S+: /, '');
+    if (coordinatorGone === undefined && !workerExit) throw error;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     for (const remove of exitListeners) remove();
     await cluster?.stop();
     await history;
+  }
+  if (coordinatorGone !== undefined) {
+    const when = accepted ? `during epoch ${accepted.startEpoch + epochs.length + 1}` : 'before the job started';
+    throw new UserError(`lost the coordinator at ${address} ${when}: ${coordinatorGone}; the checkpoints of finished epochs are in ${resolve(options.checkpointDir)}${cluster ? '' : " on the coordinator's machine"}`, {
+      exitCode: ExitCode.network,
+      suggestion: `${cluster ? '' : 'restart the coordinator, then '}rerun the same command with --resume`,
+    });
   }
   if (workerExit) throw new UserError(await workerExit, {suggestion: `see the logs in ${join(options.runDir, 'cluster-logs')}`});
   if (interrupted) process.exitCode = 130;

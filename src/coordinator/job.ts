@@ -4,7 +4,8 @@ import {join} from 'node:path';
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
 import type {CoordinatorCommand, EpochDone, EpochResult, JobInfo, JobProgress, JobSpec, WorkerMessage} from '../gen/dtrain.js';
 import {createScheduler} from '../optim/schedulers.js';
-import {type CheckpointState, readLatestCheckpoint, writeCheckpoint} from './checkpoint.js';
+import {nonFiniteEpochMessage, nonFiniteLossMessage} from '../worker/divergence.js';
+import {type CheckpointContent, DEFAULT_KEEP_CHECKPOINTS, readLatestCheckpoint, writeCheckpoint} from './checkpoint.js';
 import {encodeDatasetBlob} from './dataset-blob.js';
 import type {WorkerEntry} from './registry.js';
 import {ShardPlan} from './shard-plan.js';
@@ -31,6 +32,10 @@ export class Job {
   private waiting?: {kind: Kind; got: Map<number, WorkerMessage>; resolve: (m: WorkerMessage[]) => void; reject: (e: Error) => void};
   private failure?: Error;
   private workers: WorkerEntry[] = [];
+  /** Weights file of the newest checkpoint this job resumed from or wrote (named by failures). */
+  private lastGood?: string;
+  /** The lr of the running epoch (named by a divergence failure). */
+  private lr = 0;
 
   constructor(
     readonly id: string,
@@ -54,6 +59,10 @@ export class Job {
   private onMessage(rank: number, msg: WorkerMessage): void {
     if (msg.error) {
       this.fail(new Error(`worker ${this.workers[rank].id} (rank ${rank}) failed: ${msg.error.message}`));
+      return;
+    }
+    if (msg.nonFiniteLoss) {
+      this.fail(new Error(nonFiniteLossMessage(msg.nonFiniteLoss, {rank, lastGood: this.lastGood, lr: this.lr, resumable: true})));
       return;
     }
     if (msg.step) {
@@ -102,8 +111,16 @@ export class Job {
       const {blob, hash} = encodeDatasetBlob(train, test);
       this.ctx.publishDataset(hash, blob);
       const checkpointDir = spec.checkpointDir;
-      const resumed = spec.resume ? await readLatestCheckpoint(checkpointDir) : undefined;
-      if (spec.resume && !resumed) this.ctx.log(`job ${this.id}: --resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
+      const keep = spec.keepCheckpoints || DEFAULT_KEEP_CHECKPOINTS;
+      // What resuming found (refused checkpoints, none at all): logged here and told to the client.
+      const checkpointNotes: string[] = [];
+      const note = (line: string) => {
+        checkpointNotes.push(line);
+        this.ctx.log(`job ${this.id}: ${line}`);
+      };
+      const resumed = spec.resume ? await readLatestCheckpoint(checkpointDir, note) : undefined;
+      this.lastGood = resumed?.path;
+      if (spec.resume && !resumed) note(`--resume but no checkpoint in ${checkpointDir}; starting at epoch 1`);
       if (resumed && resumed.state.size !== hyper.size) throw new Error(`checkpoint ${resumed.path} is size ${resumed.state.size}, the job asks for size ${hyper.size}`);
       const scheduler = createScheduler(spec.scheduler, hyper.lr, spec.epochs);
       const trainLosses: number[] = [];
@@ -125,6 +142,7 @@ export class Job {
           startEpoch,
           stepsPerEpoch: plan0.steps,
           rankBatch: workers.map((_, r) => plan0.rankBatch(r)),
+          checkpointNotes,
         },
       });
       const bound = await this.roundTrip('ringBound', (rank) => ({
@@ -145,13 +163,16 @@ export class Job {
       let last: {testLoss: number; testAcc: number; perClass: Record<string, number>; checkpoint: string} | undefined;
       for (let epoch = startEpoch; epoch < spec.epochs; epoch++) {
         this.epoch = epoch;
+        this.lr = lr;
         const started = performance.now();
         const done = (await this.roundTrip('epochDone', () => ({runEpoch: {jobId: this.id, epoch, lr, checkpoint: true}}))).map((m) => m.epochDone!);
         this.checkChecksums(done.map((d) => d.checksum), `after epoch ${epoch + 1}`);
         const result = aggregate(done, epoch, lr);
+        const diverged = nonFiniteEpochMessage(epoch, result.trainLoss, result.testLoss, {lastGood: this.lastGood, lr, resumable: true});
+        if (diverged) throw new Error(diverged);
         trainLosses.push(result.trainLoss);
         const nextLr = scheduler.step(epoch, result.trainLoss);
-        const state: Omit<CheckpointState, 'weights' | 'optimizer' | 'format' | 'version' | 'writtenAt'> = {
+        const state: CheckpointContent = {
           epoch: epoch + 1,
           epochs: spec.epochs,
           size: hyper.size,
@@ -160,7 +181,9 @@ export class Job {
           scheduler: {name: scheduler.name, state: scheduler.state(), nextLr, trainLosses},
           dataOrder: {sampler: 'distributed', seed: hyper.seed, workers: N, nextEpoch: epoch + 1, datasetHash: hash},
         };
-        const files = await writeCheckpoint(checkpointDir, state, done[0].weights, done[0].optimizer);
+        const files = await writeCheckpoint(checkpointDir, state, done[0].weights, done[0].optimizer, {keep, lastGood: this.lastGood});
+        this.lastGood = files.weights;
+        if (files.pruned.length > 0) this.ctx.log(`job ${this.id}: kept the ${keep} newest checkpoints, deleted ${files.pruned.length} older files`);
         result.checkpoint = files.weights;
         result.nextLr = nextLr;
         const wall = (performance.now() - started) / 1000;

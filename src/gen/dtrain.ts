@@ -97,6 +97,7 @@ export interface WorkerMessage {
   step?: StepDone | undefined;
   epochDone?: EpochDone | undefined;
   error?: JobError | undefined;
+  nonFiniteLoss?: NonFiniteLoss | undefined;
 }
 
 export interface Hello {
@@ -169,6 +170,22 @@ export interface EpochDone {
 export interface JobError {
   jobId: string;
   message: string;
+}
+
+/**
+ * A training step on this rank computed a NaN or infinite loss: the worker stops the epoch and
+ * the coordinator fails the job without writing a checkpoint.
+ */
+export interface NonFiniteLoss {
+  jobId: string;
+  /** 0-based */
+  epoch: number;
+  /** 1-based within the epoch */
+  step: number;
+  /** steps per epoch */
+  steps: number;
+  /** NaN, +Inf or -Inf */
+  loss: number;
 }
 
 export interface CoordinatorCommand {
@@ -244,6 +261,8 @@ export interface JobSpec {
   waitMs: number;
   /** coordinator writes history.jsonl here ('' = checkpoint_dir) */
   runDir: string;
+  /** newest epochs kept in checkpoint_dir (0 = the default, 3) */
+  keepCheckpoints: number;
 }
 
 export interface WorkerInfo {
@@ -272,6 +291,8 @@ export interface JobAccepted {
   startEpoch: number;
   stepsPerEpoch: number;
   rankBatch: number[];
+  /** resume: each damaged checkpoint refused, and which one was used instead */
+  checkpointNotes: string[];
 }
 
 export interface EpochResult {
@@ -683,6 +704,7 @@ function createBaseWorkerMessage(): WorkerMessage {
     step: undefined,
     epochDone: undefined,
     error: undefined,
+    nonFiniteLoss: undefined,
   };
 }
 
@@ -711,6 +733,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
     }
     if (message.error !== undefined) {
       JobError.encode(message.error, writer.uint32(66).fork()).join();
+    }
+    if (message.nonFiniteLoss !== undefined) {
+      NonFiniteLoss.encode(message.nonFiniteLoss, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -792,6 +817,14 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
             message.error = JobError.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.nonFiniteLoss = NonFiniteLoss.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -826,6 +859,11 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
         ? EpochDone.fromJSON(object.epoch_done)
         : undefined,
       error: isSet(object.error) ? JobError.fromJSON(object.error) : undefined,
+      nonFiniteLoss: isSet(object.nonFiniteLoss)
+        ? NonFiniteLoss.fromJSON(object.nonFiniteLoss)
+        : isSet(object.non_finite_loss)
+        ? NonFiniteLoss.fromJSON(object.non_finite_loss)
+        : undefined,
     };
   },
 
@@ -855,6 +893,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
     if (message.error !== undefined) {
       obj.error = JobError.toJSON(message.error);
     }
+    if (message.nonFiniteLoss !== undefined) {
+      obj.nonFiniteLoss = NonFiniteLoss.toJSON(message.nonFiniteLoss);
+    }
     return obj;
   },
 
@@ -880,6 +921,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
       : undefined;
     message.error = (object.error !== undefined && object.error !== null)
       ? JobError.fromPartial(object.error)
+      : undefined;
+    message.nonFiniteLoss = (object.nonFiniteLoss !== undefined && object.nonFiniteLoss !== null)
+      ? NonFiniteLoss.fromPartial(object.nonFiniteLoss)
       : undefined;
     return message;
   },
@@ -1978,6 +2022,143 @@ export const JobError: MessageFns<JobError> = {
   },
 };
 
+function createBaseNonFiniteLoss(): NonFiniteLoss {
+  return { jobId: "", epoch: 0, step: 0, steps: 0, loss: 0 };
+}
+
+export const NonFiniteLoss: MessageFns<NonFiniteLoss> = {
+  encode(message: NonFiniteLoss, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    if (message.step !== 0) {
+      writer.uint32(24).uint32(message.step);
+    }
+    if (message.steps !== 0) {
+      writer.uint32(32).uint32(message.steps);
+    }
+    if (message.loss !== 0) {
+      writer.uint32(41).double(message.loss);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NonFiniteLoss {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNonFiniteLoss();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.step = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.steps = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.loss = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NonFiniteLoss {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+      loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
+    };
+  },
+
+  toJSON(message: NonFiniteLoss): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.steps !== 0) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.loss !== 0) {
+      obj.loss = floatToJson(message.loss);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NonFiniteLoss>, I>>(base?: I): NonFiniteLoss {
+    return NonFiniteLoss.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NonFiniteLoss>, I>>(object: I): NonFiniteLoss {
+    const message = createBaseNonFiniteLoss();
+    message.jobId = object.jobId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.step = object.step ?? 0;
+    message.steps = object.steps ?? 0;
+    message.loss = object.loss ?? 0;
+    return message;
+  },
+};
+
 function createBaseCoordinatorCommand(): CoordinatorCommand {
   return { start: undefined, connect: undefined, runEpoch: undefined, stop: undefined };
 }
@@ -2860,6 +3041,7 @@ function createBaseJobSpec(): JobSpec {
     backend: "",
     waitMs: 0,
     runDir: "",
+    keepCheckpoints: 0,
   };
 }
 
@@ -2903,6 +3085,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.runDir !== "") {
       writer.uint32(106).string(message.runDir);
+    }
+    if (message.keepCheckpoints !== 0) {
+      writer.uint32(112).uint32(message.keepCheckpoints);
     }
     return writer;
   },
@@ -3024,6 +3209,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.runDir = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.keepCheckpoints = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3075,6 +3268,11 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.run_dir)
         ? globalThis.String(object.run_dir)
         : "",
+      keepCheckpoints: isSet(object.keepCheckpoints)
+        ? globalThis.Number(object.keepCheckpoints)
+        : isSet(object.keep_checkpoints)
+        ? globalThis.Number(object.keep_checkpoints)
+        : 0,
     };
   },
 
@@ -3119,6 +3317,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.runDir !== "") {
       obj.runDir = message.runDir;
     }
+    if (message.keepCheckpoints !== 0) {
+      obj.keepCheckpoints = Math.round(message.keepCheckpoints);
+    }
     return obj;
   },
 
@@ -3142,6 +3343,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.backend = object.backend ?? "";
     message.waitMs = object.waitMs ?? 0;
     message.runDir = object.runDir ?? "";
+    message.keepCheckpoints = object.keepCheckpoints ?? 0;
     return message;
   },
 };
@@ -3417,6 +3619,7 @@ function createBaseJobAccepted(): JobAccepted {
     startEpoch: 0,
     stepsPerEpoch: 0,
     rankBatch: [],
+    checkpointNotes: [],
   };
 }
 
@@ -3449,6 +3652,9 @@ export const JobAccepted: MessageFns<JobAccepted> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    for (const v of message.checkpointNotes) {
+      writer.uint32(74).string(v!);
     }
     return writer;
   },
@@ -3540,6 +3746,14 @@ export const JobAccepted: MessageFns<JobAccepted> = {
 
             break;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.checkpointNotes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3586,6 +3800,11 @@ export const JobAccepted: MessageFns<JobAccepted> = {
         : globalThis.Array.isArray(object?.rank_batch)
         ? object.rank_batch.map((e: any) => globalThis.Number(e))
         : [],
+      checkpointNotes: globalThis.Array.isArray(object?.checkpointNotes)
+        ? object.checkpointNotes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.checkpoint_notes)
+        ? object.checkpoint_notes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3615,6 +3834,9 @@ export const JobAccepted: MessageFns<JobAccepted> = {
     if (message.rankBatch?.length) {
       obj.rankBatch = message.rankBatch.map((e) => Math.round(e));
     }
+    if (message.checkpointNotes?.length) {
+      obj.checkpointNotes = message.checkpointNotes;
+    }
     return obj;
   },
 
@@ -3631,6 +3853,7 @@ export const JobAccepted: MessageFns<JobAccepted> = {
     message.startEpoch = object.startEpoch ?? 0;
     message.stepsPerEpoch = object.stepsPerEpoch ?? 0;
     message.rankBatch = object.rankBatch?.map((e) => e) || [];
+    message.checkpointNotes = object.checkpointNotes?.map((e) => e) || [];
     return message;
   },
 };

@@ -5,6 +5,7 @@
  * Every command that loads weights goes through here, so size and prefix rules live in one place.
  */
 import {ExitCode, UserError} from '../cli/errors.js';
+import {verifyRecordedWeights} from '../coordinator/checkpoint.js';
 import {architecture, type ModelSize, parseModelSize, SIZES, stateEntries} from './architecture.js';
 import {readSafetensors, type SafeTensor} from './safetensors.js';
 import {ShuffleNetV2} from './shufflenetv2.js';
@@ -46,6 +47,7 @@ function sizesFitting(tensors: Map<string, SafeTensor>, prefix: string): ModelSi
  * Shapes are checked against the size here, so a mismatch is one clear line before any tensor work.
  */
 export async function readCheckpoint(path: string, requested?: ModelSize): Promise<CheckpointFile> {
+  await verifyRecordedWeights(path);
   const {tensors, metadata} = await readSafetensors(path);
   const prefix = findPrefix(path, tensors);
   const fitting = sizesFitting(tensors, prefix);

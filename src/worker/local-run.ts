@@ -1,6 +1,7 @@
 import {appendFile, mkdir, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 
+import {UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
 import {type BackendChoice, type BackendInfo, initBackend, requireBackend} from '../engine/backend.js';
 import type {ModelSize} from '../model/architecture.js';
@@ -8,6 +9,7 @@ import {serializeSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
 import {createScheduler} from '../optim/schedulers.js';
 import {SGD} from '../optim/sgd.js';
+import {NonFiniteLossError, nonFiniteEpochMessage, nonFiniteLossMessage} from './divergence.js';
 import {type EpochResult, type EvalResult, type StepProgress, Trainer} from './trainer.js';
 
 export interface LocalRunOptions {
@@ -70,8 +72,13 @@ export async function runLocal(options: LocalRunOptions, events: LocalRunEvents 
   let final: EvalResult | undefined;
   try {
     for (let epoch = 0; epoch < options.epochs; epoch++) {
-      const result = await trainer.trainEpoch(train, epoch, events.onStep);
+      const lastGood = history.at(-1)?.checkpoint;
+      const result = await trainer.trainEpoch(train, epoch, events.onStep).catch((err: unknown) => {
+        throw err instanceof NonFiniteLossError ? new UserError(nonFiniteLossMessage(err, {lastGood, lr: optimizer.lr, resumable: false})) : err;
+      });
       final = await trainer.evaluate(test);
+      const diverged = nonFiniteEpochMessage(epoch, result.trainLoss, final.loss, {lastGood, lr: optimizer.lr, resumable: false});
+      if (diverged) throw new UserError(diverged);
       optimizer.lr = scheduler.step(epoch, result.trainLoss);
       const checkpoint = join(options.runDir, `checkpoint-epoch${epoch + 1}.safetensors`);
       const metadata = {format: 'dtrain-checkpoint', size: String(options.size), epoch: String(epoch + 1), nextLr: String(optimizer.lr), seed: String(options.seed), backend: backend.name};

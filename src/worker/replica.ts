@@ -9,6 +9,7 @@ import {parseSafetensors, serializeSafetensors} from '../model/safetensors.js';
 import type {ShuffleNetV2} from '../model/shufflenetv2.js';
 import type {SGD} from '../optim/sgd.js';
 import {Random} from '../util/random.js';
+import {NonFiniteLossError} from './divergence.js';
 import {epochSeed, type EvalSums, evalSums} from './trainer.js';
 
 /** What a replica needs from the ring: the elementwise mean over ranks, bitwise equal on every rank. */
@@ -140,6 +141,7 @@ export class Replica {
       const stepStart = performance.now();
       const r = await this.step(batch.x, batch.labels, batch.n, plan.gradientScale(rank, s));
       const stepSeconds = (performance.now() - stepStart) / 1000;
+      if (batch.n > 0 && !Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, s + 1, plan.steps, r.loss);
       allreduceSeconds += r.reduceSeconds;
       lossSum += r.loss * batch.n;
       correct += r.correct;

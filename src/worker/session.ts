@@ -19,6 +19,7 @@ import {parseSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
 import {SGD} from '../optim/sgd.js';
 import {measuredReducer, serveWorkerMetrics, type WorkerMetricsOptions} from './metrics.js';
+import {NonFiniteLossError} from './divergence.js';
 import {loadMomentum, Replica, serializeModel, serializeMomentum} from './replica.js';
 
 export interface WorkerOptions {
@@ -135,7 +136,8 @@ export class WorkerSession {
           this.queue = this.queue.then(() => this.handle(cmd)).catch((err: Error) => {
             const jobId = this.job?.start.jobId ?? '';
             this.log(`job ${jobId} failed here: ${err.message}`);
-            send({error: {jobId, message: err.message}});
+            if (err instanceof NonFiniteLossError) send({nonFiniteLoss: {jobId, epoch: err.epoch, step: err.step, steps: err.steps, loss: err.loss}});
+            else send({error: {jobId, message: err.message}});
             this.endJob();
           });
         });

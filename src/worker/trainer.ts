@@ -7,6 +7,7 @@ import {crossEntropy} from '../model/loss.js';
 import type {ShuffleNetV2} from '../model/shufflenetv2.js';
 import type {SGD} from '../optim/sgd.js';
 import {Random} from '../util/random.js';
+import {NonFiniteLossError} from './divergence.js';
 
 export interface StepProgress {
   epoch: number;
@@ -94,6 +95,7 @@ export class Trainer {
       const indices = order.subarray(s * batchSize, Math.min((s + 1) * batchSize, ds.count));
       const batch = makeBatch(ds, indices, {augment: this.options.augment ?? true, rng, out: {x: this.xBuffer, labels: this.labelBuffer}});
       const r = await this.step(batch.x, batch.labels, batch.n);
+      if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, s + 1, steps, r.loss);
       lossSum += r.loss * batch.n;
       correct += r.correct;
       images += batch.n;
