@@ -243,7 +243,9 @@ export class WorkerSession {
     const {train, test} = await this.dataset(start.datasetHash);
     if (train.count !== start.trainCount || test.count !== start.testCount) throw new Error(`dataset ${start.datasetHash.slice(0, 12)} has ${train.count}/${test.count} images, the job says ${start.trainCount}/${start.testCount}`);
     const ring =
-      start.worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise});
+      start.worldSize === 1
+        ? (await formLocalRing(1))[0]
+        : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve: start.ringSecretKey ? {publicKey: start.ringPublicKey, secretKey: start.ringSecretKey, peers: start.ringPublicKeys} : undefined});
     const endpoint = await ring.start();
     const job: ActiveJob = {start, ring, train, test};
     this.job = job;
@@ -255,7 +257,7 @@ export class WorkerSession {
       job.model = ShuffleNetV2.create(parseModelSize(h.size), h.seed);
       initialState = Buffer.from(await serializeModel(job.model));
     }
-    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}`);
+    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}${start.ringSecretKey ? ' (CURVE)' : ''}`);
     this.send({ringBound: {jobId: start.jobId, endpoint, initialState}});
   }
 
