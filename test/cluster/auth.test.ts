@@ -14,8 +14,9 @@ import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
-import {type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
+import {Metadata, type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
 
+import {isLoopbackPeer, refusal, TOKEN_METADATA_KEY, tokenMatches} from '../../src/coordinator/auth.js';
 import {coordinatorClient} from '../../src/coordinator/client.js';
 import {GRPC_MESSAGE_LIMIT} from '../../src/coordinator/server.js';
 import {runDtrain} from './helpers.js';
@@ -85,6 +86,24 @@ function garbage(n: number, seed: number): Buffer {
   }
   return b;
 }
+
+test('refusal: missing, wrong and right tokens; without a token only loopback peers', () => {
+  const md = (value?: string) => {
+    const m = new Metadata();
+    if (value !== undefined) m.set(TOKEN_METADATA_KEY, value);
+    return m;
+  };
+  assert.equal(refusal(TOKEN, md(), '10.0.0.5:4000'), 'missing token');
+  assert.equal(refusal(TOKEN, md(TOKEN), '10.0.0.5:4000'), 'missing token', 'the Bearer scheme is required');
+  assert.equal(refusal(TOKEN, md(`Bearer ${TOKEN}x`), '127.0.0.1:4000'), 'wrong token');
+  assert.equal(refusal(TOKEN, md(`Bearer ${TOKEN}`), '10.0.0.5:4000'), undefined);
+  for (const peer of ['127.0.0.1:4000', '127.8.9.1:1', '[::1]:4000', 'ipv6:[::ffff:127.0.0.1]:4000', 'unix:/tmp/s']) assert.equal(refusal(undefined, md(), peer), undefined, peer);
+  for (const peer of ['10.0.0.5:4000', '[2001:db8::1]:4000', '128.0.0.1:1', '[::ffff:10.0.0.1]:4000']) {
+    assert.equal(isLoopbackPeer(peer), false, peer);
+    assert.match(refusal(undefined, md(`Bearer ${TOKEN}`), peer) ?? '', /no token and accepts only loopback callers/, peer);
+  }
+  assert.ok(tokenMatches('abc', 'abc') && !tokenMatches('abc', 'abd') && !tokenMatches('abc', 'abcd'));
+});
 
 describe('cluster token, TLS and hostile input (built CLI, real processes)', {skip: built ? false : 'dist/ not built (npm run build)'}, () => {
   before(async () => {
