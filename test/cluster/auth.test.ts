@@ -14,10 +14,10 @@ import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
-import {Metadata, type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
+import {credentials, Metadata, type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
 
-import {isLoopbackPeer, refusal, TOKEN_METADATA_KEY, tokenMatches} from '../../src/coordinator/auth.js';
-import {coordinatorClient} from '../../src/coordinator/client.js';
+import {isLoopbackPeer, refusal, TOKEN_METADATA_KEY, tokenInterceptor, tokenMatches} from '../../src/coordinator/auth.js';
+import {CoordinatorClient} from '../../src/gen/dtrain.js';
 import {GRPC_MESSAGE_LIMIT} from '../../src/coordinator/server.js';
 import {runDtrain} from './helpers.js';
 
@@ -151,16 +151,17 @@ describe('cluster token, TLS and hostile input (built CLI, real processes)', {sk
     // An HTTP/2 preface followed by junk frames (past the parser's first check).
     assert.equal(await sendGarbage(coordinator.port, Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), garbage(4096, 3)])), 'closed');
 
-    // A message over the limit: RESOURCE_EXHAUSTED, and the coordinator still answers.
-    const client = coordinatorClient(address, {token: TOKEN});
-    const code = await new Promise<number>((resolve) => {
+    // A message over the limit (from a client whose own send limit is off): the server's RESOURCE_EXHAUSTED, and it lives on.
+    const client = new CoordinatorClient(address, credentials.createInsecure(), {'grpc.max_send_message_length': -1, interceptors: [tokenInterceptor(TOKEN)]});
+    const refused = await new Promise<ServiceError | undefined>((resolve) => {
       const call = client.submitJob({workers: 1, hyper: undefined, epochs: 1, scheduler: 'constant', data: 'synthetic', dataDir: 'x'.repeat(GRPC_MESSAGE_LIMIT + 1), trainLimit: 0, testLimit: 0, checkpointDir: '', resume: false, backend: '', waitMs: 0, runDir: ''});
       call.on('data', () => {});
-      call.on('error', (err: ServiceError) => resolve(err.code));
-      call.on('end', () => resolve(-1));
+      call.on('error', (err: ServiceError) => resolve(err));
+      call.on('end', () => resolve(undefined));
     });
     client.close();
-    assert.equal(code, GrpcStatus.RESOURCE_EXHAUSTED);
+    assert.equal(refused?.code, GrpcStatus.RESOURCE_EXHAUSTED);
+    assert.match(refused.details, /Received message larger than max \(\d+ vs 67108864\)/);
     assert.equal(coordinator.child.exitCode, null, 'the coordinator survived');
 
     // The right token: a worker (session stream, heartbeat thread, dataset stream) and a job.
