@@ -175,6 +175,14 @@ describe('cluster token, TLS and hostile input (built CLI, real processes)', {sk
     worker.kill('SIGTERM');
   });
 
+  test('a coordinator on 0.0.0.0 without a token warns at startup that it serves loopback callers only', async () => {
+    const coordinator = await startCoordinator('no-token', ['--host', '0.0.0.0'], {});
+    assert.match(await coordinator.log(), /no token: loopback callers only, plain gRPC\)\ndtrain coordinator: WARNING: listening on 0\.0\.0\.0 without a cluster token: every caller from another machine is refused/);
+    const local = await runDtrain(['cluster', 'status', '--coordinator', `127.0.0.1:${coordinator.port}`, '--json'], {cwd: dir, env: {DTRAIN_TOKEN: undefined}});
+    assert.equal(local.code, 0, local.stderr);
+    coordinator.child.kill('SIGTERM');
+  });
+
   test('TLS: a coordinator with a self-signed certificate serves clients that trust it, not plain ones', {skip: hasOpenssl ? false : 'no openssl CLI'}, async () => {
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
