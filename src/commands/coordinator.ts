@@ -6,7 +6,7 @@ import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import {metricsHostFlag, metricsPortFlag} from '../cli/flags.js';
 import {METRICS_PORTS} from '../metrics/index.js';
-import {isLoopbackPeer, resolveToken} from '../coordinator/auth.js';
+import {isLoopbackHost, resolveToken} from '../coordinator/auth.js';
 import {CoordinatorServer} from '../coordinator/server.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 
@@ -47,7 +47,7 @@ export default class CoordinatorCommand extends DtrainCommand {
     }
     const security = `${token === undefined ? 'no token: loopback callers only' : 'token required'}, ${tls.cert ? 'TLS' : 'plain gRPC'}`;
     process.stderr.write(`dtrain coordinator: listening on ${flags.host}:${port}, metrics on ${server.metricsUrl} (dtrain ${this.config.version}, heartbeat timeout ${timeout} s, ${security})\n`);
-    if (token === undefined && !isLoopbackPeer(`ipv4:${flags.host}:0`)) {
+    if (token === undefined && !isLoopbackHost(flags.host)) {
       process.stderr.write(`dtrain coordinator: WARNING: listening on ${flags.host} without a cluster token: every caller from another machine is refused; set DTRAIN_TOKEN or --token-file on the coordinator and its workers\n`);
     }
     if (flags['port-file']) await writeFile(flags['port-file'], `${port}\n`);

@@ -78,12 +78,16 @@ export function tokenMatches(expected: string, given: string): boolean {
   return timingSafeEqual(digest(expected), digest(given));
 }
 
-/** Whether a grpc-js peer string (ipv4:127.0.0.1:5000, ipv6:[::1]:5000, unix:…) is this machine. */
+/** Whether a host (name or address, IPv6 bracketed or not) is this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').replace(/^::ffff:/i, '');
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h === '::1' || h === 'localhost';
+}
+
+/** Whether a grpc-js peer string (127.0.0.1:5000, ipv6:[::1]:5000, unix:…) is this machine. */
 export function isLoopbackPeer(peer: string): boolean {
-  if (peer.startsWith('unix:')) return true;
-  const host = peer.replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '').replace(/^::ffff:/i, '');
-  if (isIP(host) === 4) return host.startsWith('127.');
-  return host === '::1';
+  return peer.startsWith('unix:') || isLoopbackHost(peer.replace(/^ipv[46]:/, '').replace(/:\d+$/, ''));
 }
 
 /** Why a call is refused, or undefined when it may go on. Without a token only this machine may call. */
