@@ -44,6 +44,8 @@ interface DomainState {
 
 const domains = new Map<string, DomainState>();
 let handler: {socket: Reply; bound: Promise<void>} | undefined;
+/** The last handler's teardown: the inproc endpoint is free for the next one only after its unbind. */
+let released: Promise<void> = Promise.resolve();
 let domainCounter = 0;
 
 /**
@@ -73,8 +75,12 @@ export async function openZapDomain(label: string, log: (line: string) => void):
       domains.delete(domain);
       // The handler's pending receive would keep the process alive: it goes with the last inbox.
       if (domains.size === 0 && handler) {
-        handler.socket.close();
+        const {socket, bound} = handler;
         handler = undefined;
+        released = bound
+          .then(() => socket.unbind(ZAP_ENDPOINT))
+          .catch(() => {})
+          .then(() => socket.close());
       }
     },
   };
@@ -82,7 +88,7 @@ export async function openZapDomain(label: string, log: (line: string) => void):
 
 function startHandler(): {socket: Reply; bound: Promise<void>} {
   const socket = new Reply({linger: 0});
-  const bound = socket.bind(ZAP_ENDPOINT).then(() => void serve(socket));
+  const bound = released.then(() => socket.bind(ZAP_ENDPOINT)).then(() => void serve(socket));
   return {socket, bound};
 }
 

@@ -164,6 +164,7 @@ export class RingAllReduce {
     }
     if (this.closed) {
       pull.close();
+      this.zap?.close();
       throw new Error('RingAllReduce was closed while starting');
     }
     this.pull = pull;

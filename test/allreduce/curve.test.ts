@@ -9,7 +9,7 @@ import {test} from 'node:test';
 
 import {Push} from 'zeromq';
 
-import {newCurveKeyPair, z85Encode} from '../../src/allreduce/curve.js';
+import {newCurveKeyPair, openZapDomain, z85Encode} from '../../src/allreduce/curve.js';
 import {encodeHeader, jobHash, Phase} from '../../src/allreduce/header.js';
 import {RingAllReduce} from '../../src/allreduce/index.js';
 
@@ -102,3 +102,19 @@ for (const curve of [false, true]) {
     }
   });
 }
+
+test('CURVE rings one after another in one process (a worker\'s next job): the ZAP handler comes back each time', async () => {
+  // Back to back: the next handler must wait for the last one to release inproc://zeromq.zap.01.
+  for (let i = 0; i < 20; i++) (await openZapDomain('back-to-back', () => {})).close();
+  for (let job = 0; job < 3; job++) {
+    const {ranks} = await ring([], true);
+    try {
+      const {inputs, mean} = inputsAndMean(100);
+      const out = inputs.map((x) => x.slice());
+      await Promise.all(ranks.map((r, i) => r.allReduceMean(out[i], {job: `job-${job}`, step: 0})));
+      for (const o of out) assert.deepEqual(o, mean);
+    } finally {
+      for (const r of ranks) r.close();
+    }
+  }
+});
