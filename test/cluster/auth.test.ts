@@ -60,10 +60,14 @@ async function startCoordinator(name: string, args: string[], env: NodeJS.Proces
   }
 }
 
-/** Opens a raw TCP connection, writes bytes, resolves when the peer closes it (or after ms). */
-function sendGarbage(port: number, bytes: Buffer, ms = 3000): Promise<'closed' | 'open'> {
+/** Opens a raw TCP connection, writes bytes, resolves 'closed' when the peer closes it ('open' after ms; 'refused' when nobody listened). */
+function sendGarbage(port: number, bytes: Buffer, ms = 3000): Promise<'closed' | 'open' | 'refused'> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    let connected = false;
+    const socket = connect(port, '127.0.0.1', () => {
+      connected = true;
+      socket.write(bytes);
+    });
     const timer = setTimeout(() => {
       socket.destroy();
       resolve('open');
@@ -72,7 +76,7 @@ function sendGarbage(port: number, bytes: Buffer, ms = 3000): Promise<'closed' |
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve('closed');
+      resolve(connected ? 'closed' : 'refused');
     });
   });
 }
@@ -164,15 +168,29 @@ describe('cluster token, TLS and hostile input (built CLI, real processes)', {sk
     assert.match(refused.details, /Received message larger than max \(\d+ vs 67108864\)/);
     assert.equal(coordinator.child.exitCode, null, 'the coordinator survived');
 
-    // The right token: a worker (session stream, heartbeat thread, dataset stream) and a job.
-    const worker = spawn(process.execPath, [BIN, 'worker', '--coordinator', address, '--backend', 'wasm', '--exit-with-parent'], {stdio: ['pipe', 'ignore', 'inherit'], env: {...process.env, ...env, DTRAIN_TOKEN: TOKEN}});
-    children.push(worker);
-    const run = await runDtrain(['run', '--coordinator', address, '--workers', '1', '--epochs', '1', '--data', 'synthetic', '--train-limit', '32', '--test-limit', '16', '--batch-size', '16', '--backend', 'wasm', '--run-dir', path.join(dir, 'run'), '--json'], {cwd: dir, env: {...env, DTRAIN_TOKEN: TOKEN}});
+    // The right token: two workers (session stream, heartbeat thread, dataset stream, CURVE ring) and a
+    // job, during which every worker port (ring inbox, /metrics) gets random bytes too.
+    const workerLogs = ['', ''];
+    for (const i of [0, 1]) {
+      const worker = spawn(process.execPath, [BIN, 'worker', '--coordinator', address, '--backend', 'wasm', '--metrics-port', '0', '--exit-with-parent'], {stdio: ['pipe', 'ignore', 'pipe'], env: {...process.env, ...env, DTRAIN_TOKEN: TOKEN}});
+      worker.stderr.on('data', (d: Buffer) => (workerLogs[i] += d.toString()));
+      children.push(worker);
+    }
+    const running = runDtrain(['run', '--coordinator', address, '--workers', '2', '--epochs', '2', '--data', 'synthetic', '--train-limit', '64', '--test-limit', '16', '--batch-size', '16', '--backend', 'wasm', '--run-dir', path.join(dir, 'run'), '--json'], {cwd: dir, env: {...env, DTRAIN_TOKEN: TOKEN}});
+    const ports = async (): Promise<number[]> => {
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+        const found = workerLogs.flatMap((l) => [/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(l)?.[1], /ring inbox tcp:\/\/127\.0\.0\.1:(\d+) \(CURVE\)/.exec(l)?.[1]]);
+        if (found.every(Boolean)) return found.map(Number);
+      }
+      assert.fail(`the workers never reported their ports:\n${workerLogs.join('\n')}`);
+    };
+    for (const port of await ports()) assert.equal(await sendGarbage(port, garbage(16 * 1024, port)), 'closed', `worker port ${port} dropped the connection`);
+    const run = await running;
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(JSON.parse(run.stdout).epochs.length, 1);
+    assert.equal(JSON.parse(run.stdout).epochs.length, 2);
     const after = await coordinator.log();
     assert.equal(after.match(/refused/g)?.length, log.match(/refused/g)?.length, `the right token is never refused: ${after}`);
-    worker.kill('SIGTERM');
+    assert.doesNotMatch(workerLogs.join('\n'), /refused a ring connection/, 'the job\'s own ranks always get through');
   });
 
   test('a coordinator on 0.0.0.0 without a token warns at startup that it serves loopback callers only', async () => {
