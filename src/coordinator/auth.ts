@@ -90,9 +90,12 @@ export function isLoopbackPeer(peer: string): boolean {
   return peer.startsWith('unix:') || isLoopbackHost(peer.replace(/^ipv[46]:/, '').replace(/:\d+$/, ''));
 }
 
+/** What a coordinator without a token tells callers from other machines (the client's advice differs). */
+export const NO_TOKEN_REFUSAL = 'this coordinator has no token and accepts only loopback callers';
+
 /** Why a call is refused, or undefined when it may go on. Without a token only this machine may call. */
 export function refusal(expected: string | undefined, metadata: Metadata, peer: string): string | undefined {
-  if (expected === undefined) return isLoopbackPeer(peer) ? undefined : 'this coordinator has no token and accepts only loopback callers';
+  if (expected === undefined) return isLoopbackPeer(peer) ? undefined : NO_TOKEN_REFUSAL;
   const values = metadata.get(TOKEN_METADATA_KEY);
   const given = typeof values[0] === 'string' && values[0].startsWith(BEARER) ? values[0].slice(BEARER.length) : undefined;
   if (given === undefined) return 'missing token';

@@ -2,7 +2,7 @@ import {type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {type ClusterStatusResponse, CoordinatorClient, type JobProgress, type JobSpec} from '../gen/dtrain.js';
-import {channelCredentials, type ClientSecurity, tokenInterceptor} from './auth.js';
+import {channelCredentials, type ClientSecurity, NO_TOKEN_REFUSAL, tokenInterceptor} from './auth.js';
 import {GRPC_OPTIONS} from './server.js';
 
 /** HOST:PORT → a gRPC client of the coordinator: TLS when security has a CA, the token (if any) on every call. */
@@ -19,7 +19,8 @@ export function explainGrpcError(err: ServiceError, address: string): UserError 
     return new UserError(`cannot reach the coordinator at ${address}: ${unreachableReason(err.details || err.message)}`, {exitCode: ExitCode.network, suggestion: 'start one with `dtrain coordinator` or `dtrain cluster up`, or check --coordinator', cause: err});
   }
   if (err.code === GrpcStatus.UNAUTHENTICATED) {
-    return new UserError(`the coordinator at ${address} refused this token (UNAUTHENTICATED: ${err.details})`, {exitCode: ExitCode.auth, suggestion: "set DTRAIN_TOKEN or --token-file to the cluster's token", cause: err});
+    const suggestion = err.details === NO_TOKEN_REFUSAL ? 'start the coordinator with a token (DTRAIN_TOKEN or --token-file) and pass the same one here' : "set DTRAIN_TOKEN or --token-file to the cluster's token";
+    return new UserError(`the coordinator at ${address} refused this token (UNAUTHENTICATED: ${err.details})`, {exitCode: ExitCode.auth, suggestion, cause: err});
   }
   return new UserError(err.details || err.message, {exitCode: err.code === GrpcStatus.INVALID_ARGUMENT ? ExitCode.usage : ExitCode.failure, cause: err});
 }
