@@ -108,6 +108,7 @@ export function refusal(expected: string | undefined, metadata: Metadata, peer: 
  * never the token.
  */
 export function authInterceptor(expected: string | undefined, log: (line: string) => void): ServerInterceptor {
+  const logRefusal = rateLimitedLog(log, REFUSAL_LOGS_PER_MINUTE, 60_000);
   return (method, call) =>
     new ServerInterceptingCall(call, {
       start: (next) => {
@@ -118,10 +119,30 @@ export function authInterceptor(expected: string | undefined, log: (line: string
               nextMetadata(metadata);
               return;
             }
-            log(`refused ${method.path} from ${call.getPeer()}: ${why}`);
+            logRefusal(`refused ${method.path} from ${call.getPeer()}: ${why}`);
             call.sendStatus({code: GrpcStatus.UNAUTHENTICATED, details: why, metadata: new Metadata()});
           },
         });
       },
     });
+}
+
+/** Refused calls logged one by one per minute; beyond that they are counted, so a flood of bad calls cannot flood the log. */
+const REFUSAL_LOGS_PER_MINUTE = 20;
+
+/** `log`, at most `perWindow` lines per windowMs; the next line after a window says how many were left out. */
+export function rateLimitedLog(log: (line: string) => void, perWindow: number, windowMs: number, now: () => number = Date.now): (line: string) => void {
+  let windowStart = -Infinity;
+  let logged = 0;
+  let skipped = 0;
+  return (line) => {
+    if (now() - windowStart >= windowMs) {
+      if (skipped > 0) log(`${skipped} more like it in the last ${Math.round(windowMs / 1000)} s, not logged one by one`);
+      windowStart = now();
+      logged = 0;
+      skipped = 0;
+    }
+    if (logged++ < perWindow) log(line);
+    else skipped++;
+  };
 }

@@ -16,7 +16,7 @@ import {fileURLToPath} from 'node:url';
 
 import {credentials, Metadata, type ServiceError, status as GrpcStatus} from '@grpc/grpc-js';
 
-import {isLoopbackPeer, NO_TOKEN_REFUSAL, refusal, TOKEN_METADATA_KEY, tokenInterceptor, tokenMatches} from '../../src/coordinator/auth.js';
+import {isLoopbackPeer, NO_TOKEN_REFUSAL, rateLimitedLog, refusal, TOKEN_METADATA_KEY, tokenInterceptor, tokenMatches} from '../../src/coordinator/auth.js';
 import {CoordinatorClient} from '../../src/gen/dtrain.js';
 import {GRPC_MESSAGE_LIMIT} from '../../src/coordinator/server.js';
 import {runDtrain} from './helpers.js';
@@ -107,6 +107,17 @@ test('refusal: missing, wrong and right tokens; without a token only loopback pe
     assert.equal(refusal(undefined, md(`Bearer ${TOKEN}`), peer), NO_TOKEN_REFUSAL, peer);
   }
   assert.ok(tokenMatches('abc', 'abc') && !tokenMatches('abc', 'abd') && !tokenMatches('abc', 'abcd'));
+});
+
+test('refusal logs are rate-limited: a flood of bad calls is counted, not logged line by line', () => {
+  const lines: string[] = [];
+  let t = 0;
+  const log = rateLimitedLog((l) => lines.push(l), 3, 1000, () => t);
+  for (let i = 0; i < 10; i++) log(`refused ${i}`);
+  assert.deepEqual(lines, ['refused 0', 'refused 1', 'refused 2']);
+  t = 1000;
+  log('refused 10');
+  assert.deepEqual(lines.slice(3), ['7 more like it in the last 1 s, not logged one by one', 'refused 10']);
 });
 
 describe('cluster token, TLS and hostile input (built CLI, real processes)', {skip: built ? false : 'dist/ not built (npm run build)'}, () => {
