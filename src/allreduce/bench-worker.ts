@@ -7,7 +7,7 @@ import type {WorkerConfig, WorkerSizeResult} from './bench.js';
 import {serveRingRank} from './processes.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
-const ring = new RingAllReduce({...config.ring, rank: config.rank, worldSize: config.workers});
+const ring = new RingAllReduce({...config.ring, rank: config.rank, worldSize: config.workers, curve: config.curve});
 
 async function measure(): Promise<WorkerSizeResult[]> {
   const barrier = new Float32Array(1);

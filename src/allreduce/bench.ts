@@ -6,6 +6,7 @@ import {existsSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 
 import {ExitCode, UserError} from '../cli/errors.js';
+import {newCurveKeyPair, type RingCurveKeys} from './curve.js';
 import {runRingProcesses} from './processes.js';
 import type {RingOptions} from './ring.js';
 
@@ -21,9 +22,13 @@ export interface AllReduceBenchOptions {
   iters: number;
   warmup: number;
   ring?: BenchRingOptions;
+  /** Run the ring over CURVE (encrypted, keys checked), as cluster jobs do. */
+  curve?: boolean;
 }
 
 export interface AllReduceBenchResult {
+  /** plain or curve */
+  security: 'plain' | 'curve';
   workers: number;
   bytes: number;
   iters: number;
@@ -43,6 +48,8 @@ export interface WorkerConfig {
   iters: number;
   warmup: number;
   ring: BenchRingOptions;
+  /** Throw-away keys of this benchmark's ring (loopback only). */
+  curve?: RingCurveKeys;
 }
 
 export interface WorkerSizeResult {
@@ -78,20 +85,22 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Al
   if (!Number.isInteger(workers) || workers < 1) throw new UserError(`--workers must be at least 1, got ${workers}`, {exitCode: ExitCode.usage});
   if (iters < 1 || warmup < 0) throw new UserError('--iters must be at least 1 and --warmup at least 0', {exitCode: ExitCode.usage});
   const {script, execArgv} = workerScript();
+  const keys = options.curve ? Array.from({length: workers}, () => newCurveKeyPair()) : undefined;
+  const curve = (rank: number): RingCurveKeys | undefined => keys && {...keys[rank], peers: keys.map((k) => k.publicKey)};
   const {results} = await runRingProcesses<WorkerSizeResult[]>({
     script,
     execArgv,
     workers,
-    args: (rank) => [JSON.stringify({rank, workers, sizes, iters, warmup, ring: options.ring ?? {}} satisfies WorkerConfig)],
+    args: (rank) => [JSON.stringify({rank, workers, sizes, iters, warmup, ring: options.ring ?? {}, curve: curve(rank)} satisfies WorkerConfig)],
   });
-  return sizes.map((bytes, s) => summarise(workers, bytes, results.map((r) => r[s].times)));
+  return sizes.map((bytes, s) => summarise(options.curve ? 'curve' : 'plain', workers, bytes, results.map((r) => r[s].times)));
 }
 
 /** Per iteration the slowest rank counts (the all-reduce is done when the last rank has it). */
-function summarise(workers: number, bytes: number, timesPerRank: number[][]): AllReduceBenchResult {
+function summarise(security: AllReduceBenchResult['security'], workers: number, bytes: number, timesPerRank: number[][]): AllReduceBenchResult {
   const iters = timesPerRank[0].length;
   const slowest = Array.from({length: iters}, (_, i) => Math.max(...timesPerRank.map((t) => t[i]))).sort((a, b) => a - b);
   const medianMs = slowest.length % 2 ? slowest[(iters - 1) / 2] : (slowest[iters / 2 - 1] + slowest[iters / 2]) / 2;
   const algbwGBs = bytes / (medianMs * 1e6);
-  return {workers, bytes, iters, medianMs, minMs: slowest[0], maxMs: slowest[iters - 1], algbwGBs, busbwGBs: busBandwidth(algbwGBs, workers)};
+  return {security, workers, bytes, iters, medianMs, minMs: slowest[0], maxMs: slowest[iters - 1], algbwGBs, busbwGBs: busBandwidth(algbwGBs, workers)};
 }

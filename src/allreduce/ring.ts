@@ -4,11 +4,14 @@
  *
  * Sockets: each rank binds one PULL (its inbox, fed by its predecessor) and connects one PUSH to
  * its successor's inbox. PUSH/PULL gives back-pressure (send() waits at the high-water mark) and
- * tolerates reconnects; the PULL also accepts strangers, which is why every message is checked.
+ * tolerates reconnects; the PULL also accepts strangers, which is why every message is checked —
+ * unless the ring runs CURVE (options.curve, src/allreduce/curve.ts): then only the predecessor's
+ * key gets through the handshake and every byte on the wire is encrypted.
  */
 import {Pull, Push} from 'zeromq';
 
 import {ExitCode, UserError} from '../cli/errors.js';
+import {openZapDomain, type RingCurveKeys, type ZapDomain} from './curve.js';
 import {decodeHeader, encodeHeader, type Header, jobHash, Phase, phaseName} from './header.js';
 import {mod, nextTransfer, receiveSchedule, segmentChunks, type Transfer} from './schedule.js';
 
@@ -59,6 +62,8 @@ export interface RingOptions extends RingPosition {
   socketBufferBytes?: number;
   /** Where drop notices go (default stderr). */
   logger?: (line: string) => void;
+  /** CURVE: this rank's key pair and every rank's public key; the inbox then accepts only its predecessor's key. */
+  curve?: RingCurveKeys;
 }
 
 export type ReduceOp = 'sum' | 'mean';
@@ -89,6 +94,8 @@ export class RingAllReduce {
   private readonly log: (line: string) => void;
   private pull?: Pull;
   private push?: Push;
+  private curve?: RingCurveKeys;
+  private zap?: ZapDomain;
   private outbox: Outbox | undefined;
   private boundEndpoint?: string;
   private starting?: Promise<string>;
@@ -113,6 +120,8 @@ export class RingAllReduce {
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${this.timeoutMs}`);
     this.partialBytes = (options.partialSums ?? 'float64') === 'float64' ? 8 : 4;
     this.log = options.logger ?? ((line) => process.stderr.write(`dtrain allreduce: ${line}\n`));
+    this.curve = options.curve;
+    if (this.curve) checkCurvePeers(this.curve, this.position.worldSize);
   }
 
   get rank(): number {
@@ -126,6 +135,11 @@ export class RingAllReduce {
   /** The inbox endpoint (after start()), to hand to the predecessor. */
   get endpoint(): string | undefined {
     return this.boundEndpoint;
+  }
+
+  /** Connections the inbox refused at the CURVE handshake (not this job's key, or not CURVE). */
+  get refusedConnections(): number {
+    return this.zap?.refused ?? 0;
   }
 
   /** Binds the inbox; returns its endpoint (tcp://host:port, the real port when port 0 was asked). Idempotent. */
@@ -144,13 +158,23 @@ export class RingAllReduce {
     const pull = new Pull({linger: 0, receiveHighWaterMark: o.receiveHighWaterMark ?? 1000, receiveBufferSize: o.socketBufferBytes ?? -1});
     const host = o.bindHost ?? '127.0.0.1';
     try {
+      if (this.curve) {
+        // The ZAP handler must be up before the inbox can see a handshake.
+        this.zap = await openZapDomain(`rank ${this.rank}`, this.log);
+        this.zap.allow([this.curve.peers[mod(this.rank - 1, this.worldSize)]]);
+        pull.curveServer = true;
+        pull.curveSecretKey = this.curve.secretKey;
+        pull.zapDomain = this.zap.domain;
+      }
       await pull.bind(`tcp://${host}:${o.port ?? 0}`);
     } catch (err) {
       pull.close();
+      this.zap?.close();
       throw new UserError(`rank ${this.rank} cannot bind its all-reduce endpoint tcp://${host}:${o.port ?? 0}: ${(err as Error).message}`, {exitCode: ExitCode.network, cause: err});
     }
     if (this.closed) {
       pull.close();
+      this.zap?.close();
       throw new Error('RingAllReduce was closed while starting');
     }
     this.pull = pull;
@@ -163,15 +187,24 @@ export class RingAllReduce {
   /**
    * Joins the ring: `peers` is every rank's endpoint in rank order (so a timeout can name the
    * predecessor's), or just the successor's endpoint. Calling it again re-forms the ring, optionally
-   * at a new rank / world size; the inbox (and so this rank's endpoint) stays the same.
+   * at a new rank / world size (a CURVE ring then needs the new ring's keys); the inbox (and so
+   * this rank's endpoint) stays the same.
    */
-  connect(peers: readonly string[] | string, position?: RingPosition): void {
+  connect(peers: readonly string[] | string, position?: RingPosition, curve?: RingCurveKeys): void {
     if (this.closed) throw new Error('RingAllReduce is closed');
     if (position) {
       checkPosition(position);
       this.position = {rank: position.rank, worldSize: position.worldSize};
     }
     const {rank, worldSize} = this.position;
+    if (curve) {
+      if (!this.curve || curve.secretKey !== this.curve.secretKey) throw new Error('connect: a CURVE ring keeps its inbox key pair; only the peers\' keys may change');
+      this.curve = curve;
+    }
+    if (this.curve) {
+      checkCurvePeers(this.curve, worldSize);
+      this.zap?.allow([this.curve.peers[mod(rank - 1, worldSize)]]);
+    }
     if (typeof peers !== 'string' && peers.length !== worldSize) throw new RangeError(`connect: ${peers.length} peer endpoints for a world of ${worldSize}`);
     // The old successor may still need this rank's last messages, unless the old ring is broken.
     this.closePush(this.broken ? 0 : undefined);
@@ -181,6 +214,11 @@ export class RingAllReduce {
     if (worldSize === 1) return;
     const o = this.options;
     const push = new Push({linger: o.lingerMs ?? DEFAULT_LINGER_MS, sendHighWaterMark: o.sendHighWaterMark ?? 1000, sendBufferSize: o.socketBufferBytes ?? -1});
+    if (this.curve) {
+      push.curveServerKey = this.curve.peers[mod(rank + 1, worldSize)];
+      push.curvePublicKey = this.curve.publicKey;
+      push.curveSecretKey = this.curve.secretKey;
+    }
     push.connect(this.successorEndpoint);
     this.push = push;
     this.outbox = new Outbox(push, (err) => {
@@ -345,6 +383,7 @@ export class RingAllReduce {
     this.closePush(this.broken || this.busy ? 0 : undefined);
     this.pull?.close();
     this.pull = undefined;
+    this.zap?.close();
   }
 }
 
@@ -406,6 +445,10 @@ const EMPTY: Buffer[] = [];
 function checkPosition({rank, worldSize}: RingPosition): void {
   if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > 0xffff) throw new RangeError(`worldSize must be an integer in [1, 65535], got ${worldSize}`);
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new RangeError(`rank must be an integer in [0, ${worldSize}), got ${rank}`);
+}
+
+function checkCurvePeers(curve: RingCurveKeys, worldSize: number): void {
+  if (curve.peers.length !== worldSize) throw new RangeError(`curve: ${curve.peers.length} public keys for a world of ${worldSize}`);
 }
 
 function describe(h: Header): string {

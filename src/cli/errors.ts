@@ -21,4 +21,6 @@ export const ExitCode = {
   verifyFailed: 3,
   network: 4,
   data: 5,
+  /** The coordinator refused the cluster token (gRPC UNAUTHENTICATED). */
+  auth: 6,
 } as const;

@@ -44,3 +44,9 @@ export const testDataFlags = {
 export function optionalSize(value: string | undefined): ModelSize | undefined {
   return value === undefined ? undefined : parseModelSize(value);
 }
+
+/** How a command that talks to a coordinator proves itself (docs/operations.md, Security). */
+export const coordinatorSecurityFlags = {
+  'token-file': Flags.string({description: "File holding the cluster token (default $DTRAIN_TOKEN; for the cluster `dtrain cluster up` started, its own token)."}),
+  'tls-ca': Flags.string({description: "PEM CA certificate of a coordinator that serves TLS (default $DTRAIN_TLS_CA; without it the channel is plain)."}),
+};

@@ -4,14 +4,16 @@ import {Flags, type Interfaces} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
-import {backendFlag, dataDirFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
+import {backendFlag, coordinatorSecurityFlags, dataDirFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
 import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
 import {type ModelSize, parseModelSize} from '../model/architecture.js';
 import {DEFAULT_KEEP_CHECKPOINTS} from '../coordinator/checkpoint.js';
+import {resolveClientSecurity} from '../coordinator/auth.js';
 import {type ClusterRunResult, runOnCluster} from '../coordinator/cluster-run.js';
+import {localClusterToken} from '../coordinator/local-cluster.js';
 import {SCHEDULERS} from '../optim/schedulers.js';
 import {type LocalRunResult, runLocal} from '../worker/local-run.js';
 
@@ -47,6 +49,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     'run-dir': Flags.string({description: 'Where history and checkpoints go (default runs/<time>).'}),
     workers: Flags.integer({char: 'w', description: 'Data-parallel workers: the global batch is split over them, gradients averaged over a ZeroMQ ring. Without --coordinator, a local coordinator and N worker processes are started for the job and stopped afterwards. 1 (without --coordinator, --checkpoint-dir or --resume) trains in this process.', default: 1}),
     coordinator: Flags.string({char: 'c', description: 'Submit to a running coordinator HOST:PORT (dtrain cluster up / dtrain coordinator) instead of starting one.'}),
+    ...coordinatorSecurityFlags,
     'checkpoint-dir': Flags.string({description: 'Cluster runs: where the coordinator writes a checkpoint every epoch (default RUN_DIR; a path on the coordinator\'s machine).'}),
     'metrics-port': Flags.integer({
       description: "Local cluster only: the coordinator's /metrics port, worker i takes it + 1 + i (9400 gives the documented ports that deploy/prometheus/prometheus.local.yml scrapes). 0: free ports, so concurrent runs never collide.",
@@ -104,6 +107,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         ...common,
         workers: flags.workers,
         coordinator: flags.coordinator,
+        security: flags.coordinator ? await resolveClientSecurity({tokenFile: flags['token-file'], tlsCa: flags['tls-ca']}, () => localClusterToken(flags.coordinator!)) : undefined,
         metricsPort: flags['metrics-port'],
         checkpointDir,
         resume: flags.resume,

@@ -1,7 +1,9 @@
 import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
-import {backendFlag, metricsHostFlag, metricsPortFlag, requireBackendFlag} from '../cli/flags.js';
+import {backendFlag, coordinatorSecurityFlags, metricsHostFlag, metricsPortFlag, requireBackendFlag} from '../cli/flags.js';
+import {resolveClientSecurity} from '../coordinator/auth.js';
+import {localClusterToken} from '../coordinator/local-cluster.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {WorkerSession} from '../worker/session.js';
@@ -12,6 +14,7 @@ export default class WorkerCommand extends DtrainCommand {
   static override examples = ['<%= config.bin %> worker --coordinator 127.0.0.1:50051', '<%= config.bin %> worker --coordinator coordinator.dtrain:50051 --ring-host 10.0.0.7 --backend wasm'];
   static override flags = {
     coordinator: Flags.string({char: 'c', description: 'Coordinator address HOST:PORT.', required: true}),
+    ...coordinatorSecurityFlags,
     backend: backendFlag,
     'require-backend': requireBackendFlag,
     'ring-host': Flags.string({description: 'Interface the all-reduce socket binds on; peers connect to it (must be reachable from the other workers).', default: '127.0.0.1'}),
@@ -26,6 +29,7 @@ export default class WorkerCommand extends DtrainCommand {
     const {flags} = await this.parse(WorkerCommand);
     const session = new WorkerSession({
       coordinator: flags.coordinator,
+      security: await resolveClientSecurity({tokenFile: flags['token-file'], tlsCa: flags['tls-ca']}, () => localClusterToken(flags.coordinator)),
       backend: flags.backend as BackendChoice,
       requireBackend: flags['require-backend'],
       ringHost: flags['ring-host'],

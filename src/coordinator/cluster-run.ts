@@ -5,6 +5,7 @@ import {ExitCode, UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
 import type {EpochResult, JobAccepted, StepDone} from '../gen/dtrain.js';
 import type {LocalRunOptions} from '../worker/local-run.js';
+import type {ClientSecurity} from './auth.js';
 import {submitJob} from './client.js';
 import {type ClusterProcessInfo, startLocalCluster} from './local-cluster.js';
 
@@ -12,6 +13,8 @@ export interface ClusterRunOptions extends LocalRunOptions {
   workers: number;
   /** HOST:PORT of a running coordinator; without it a local cluster is started for the job and stopped afterwards. */
   coordinator?: string;
+  /** Token and TLS CA for --coordinator (a local cluster gets its own fresh token). */
+  security?: ClientSecurity;
   checkpointDir: string;
   resume: boolean;
   /** Epochs of checkpoints kept in checkpointDir (default DEFAULT_KEEP_CHECKPOINTS). */
@@ -114,6 +117,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   try {
     await submitJob(
       address,
+      cluster ? {token: cluster.token} : (options.security ?? {}),
       {
         workers: options.workers,
         hyper: {size: String(options.size), globalBatch: options.batchSize, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay, seed: options.seed, augment: true},

@@ -1,6 +1,7 @@
 import {appendFile, mkdir} from 'node:fs/promises';
 import {join} from 'node:path';
 
+import {newCurveKeyPair} from '../allreduce/curve.js';
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
 import type {CoordinatorCommand, EpochDone, EpochResult, JobInfo, JobProgress, JobSpec, WorkerMessage} from '../gen/dtrain.js';
 import {createScheduler} from '../optim/schedulers.js';
@@ -145,8 +146,11 @@ export class Job {
           checkpointNotes,
         },
       });
+      // Fresh CURVE keys per job: a rank's inbox accepts only its predecessor's key (src/allreduce/curve.ts).
+      const ringKeys = Array.from({length: N}, () => newCurveKeyPair());
+      const ringPublicKeys = ringKeys.map((k) => k.publicKey);
       const bound = await this.roundTrip('ringBound', (rank) => ({
-        start: {jobId: this.id, rank, worldSize: N, hyper, datasetHash: hash, trainCount: train.count, testCount: test.count, backend: spec.backend},
+        start: {jobId: this.id, rank, worldSize: N, hyper, datasetHash: hash, trainCount: train.count, testCount: test.count, backend: spec.backend, ringPublicKey: ringKeys[rank].publicKey, ringSecretKey: ringKeys[rank].secretKey, ringPublicKeys},
       }));
       const endpoints = bound.map((m) => m.ringBound!.endpoint);
       const initial = bound[0].ringBound!.initialState;

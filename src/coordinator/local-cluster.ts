@@ -1,12 +1,13 @@
 import {type ChildProcess, spawn} from 'node:child_process';
 import {readFileSync} from 'node:fs';
-import {mkdir, open, readFile, rm, writeFile} from 'node:fs/promises';
+import {chmod, mkdir, open, readFile, rm, writeFile} from 'node:fs/promises';
 import {homedir} from 'node:os';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {localWorkerMetricsPort} from '../metrics/index.js';
+import {newClusterToken} from './auth.js';
 
 /** The CLI entry point, found from this module (dist/coordinator or src/coordinator → bin/run.js). */
 export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
@@ -86,6 +87,8 @@ export interface StartClusterOptions {
 export interface LocalCluster {
   address: string;
   port: number;
+  /** The fresh random token of this cluster (the children have it in DTRAIN_TOKEN). */
+  token: string;
   processes: ClusterProcessInfo[];
   children: ChildProcess[];
   /** SIGTERM to all (the coordinator ends every session, so workers exit too), SIGKILL after graceMs. */
@@ -103,7 +106,11 @@ export async function startLocalCluster(options: StartClusterOptions): Promise<L
   const portFile = join(options.logDir, `coordinator-${process.pid}-${Date.now()}.port`);
   const children: ChildProcess[] = [];
   const processes: ClusterProcessInfo[] = [];
-  const env = {...process.env, ...options.env};
+  const token = newClusterToken();
+  // The token goes through the environment, not argv (which every local user can read in ps);
+  // the local coordinator is plain gRPC on loopback, so an inherited CA must not make workers try TLS.
+  const env: NodeJS.ProcessEnv = {...process.env, ...options.env, DTRAIN_TOKEN: token};
+  delete env.DTRAIN_TLS_CA;
   const launch = async (role: 'coordinator' | 'worker', args: string[], name: string): Promise<ChildProcess> => {
     const log = join(options.logDir, `${name}.log`);
     const fd = await open(log, 'a');
@@ -121,6 +128,7 @@ export async function startLocalCluster(options: StartClusterOptions): Promise<L
   const cluster: LocalCluster = {
     address: '',
     port: 0,
+    token,
     processes,
     children,
     stop: (graceMs = 10_000) => stopProcesses(processes.map((p) => p.pid), graceMs),
@@ -188,4 +196,28 @@ export async function writeClusterState(state: ClusterState, dir = clusterStateD
 
 export async function removeClusterState(dir = clusterStateDir()): Promise<void> {
   await rm(clusterStateFile(dir), {force: true});
+  await rm(clusterTokenFile(dir), {force: true});
+}
+
+/** The token of the cluster `cluster up` started, next to cluster.json, readable by its owner only. */
+export function clusterTokenFile(dir = clusterStateDir()): string {
+  return join(dir, 'token');
+}
+
+export async function writeClusterToken(token: string, dir = clusterStateDir()): Promise<void> {
+  await mkdir(dir, {recursive: true});
+  const file = clusterTokenFile(dir);
+  await writeFile(file, `${token}\n`, {mode: 0o600});
+  // mode applies only when the file is created; an old one keeps its mode otherwise.
+  await chmod(file, 0o600);
+}
+
+/** The local cluster's token when `address` is that cluster's coordinator (so `run --coordinator` and `cluster status` need no flag for it). */
+export async function localClusterToken(address: string, dir = clusterStateDir()): Promise<string | undefined> {
+  const state = await readClusterState(dir);
+  if (state?.address !== address) return undefined;
+  return readFile(clusterTokenFile(dir), 'utf8').then(
+    (t) => t.trim(),
+    () => undefined,
+  );
 }

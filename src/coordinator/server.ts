@@ -1,15 +1,21 @@
 import {hostname} from 'node:os';
 
-import {Server, ServerCredentials, status as GrpcStatus, type ServiceError} from '@grpc/grpc-js';
+import {Server, status as GrpcStatus, type ServiceError} from '@grpc/grpc-js';
 
 import {SCHEDULERS} from '../optim/schedulers.js';
 import {CoordinatorService, type CoordinatorServer as CoordinatorHandlers, ProtocolVersion} from '../gen/dtrain.js';
 import {advertisedMetricsUrl, type CoordinatorMetrics, createCoordinatorMetrics, type MetricsServer, startMetricsServer} from '../metrics/index.js';
+import {authInterceptor, serverCredentials} from './auth.js';
 import {Job} from './job.js';
 import {type CoordinatorMetricsOptions, jobEnded, jobMetricsObserver} from './metrics.js';
 import {WorkerRegistry} from './registry.js';
 
-export const GRPC_MESSAGE_LIMIT = 256 * 1024 * 1024;
+/**
+ * The largest legitimate message is a checkpointing EpochDone of size 2: 5.34 M parameters as float32
+ * weights (21.4 MB, plus BN buffers) and as momentum (21.4 MB), about 43 MB; 64 MiB leaves room
+ * and refuses anything bigger with RESOURCE_EXHAUSTED before it is buffered whole.
+ */
+export const GRPC_MESSAGE_LIMIT = 64 * 1024 * 1024;
 export const GRPC_OPTIONS = {'grpc.max_receive_message_length': GRPC_MESSAGE_LIMIT, 'grpc.max_send_message_length': GRPC_MESSAGE_LIMIT};
 export const DATASET_CHUNK_BYTES = 1 << 20;
 export const HEARTBEAT_INTERVAL_MS = 1000;
@@ -20,6 +26,10 @@ export interface CoordinatorOptions {
   /** A worker silent this long is declared dead (default 10 s). */
   heartbeatTimeoutMs?: number;
   version: string;
+  /** The cluster token every call must carry; without one only loopback callers are served. */
+  token?: string;
+  /** PEM files: serve gRPC over TLS. */
+  tls?: {cert?: string; key?: string};
   /** Serve /metrics (port 0: any free port); without it the coordinator exports nothing. */
   metrics?: CoordinatorMetricsOptions;
   log?: (line: string) => void;
@@ -36,7 +46,7 @@ function grpcError(code: GrpcStatus, message: string): Partial<ServiceError> {
  */
 export class CoordinatorServer {
   readonly registry: WorkerRegistry;
-  private readonly server = new Server(GRPC_OPTIONS);
+  private readonly server: Server;
   private readonly datasets = new Map<string, Buffer>();
   private readonly jobs: Job[] = [];
   private current?: Job;
@@ -52,12 +62,14 @@ export class CoordinatorServer {
   constructor(private readonly options: CoordinatorOptions) {
     this.log = options.log ?? ((line) => process.stderr.write(`dtrain coordinator: ${line}\n`));
     this.registry = new WorkerRegistry(options.heartbeatTimeoutMs ?? 10_000, this.log);
+    this.server = new Server({...GRPC_OPTIONS, interceptors: [authInterceptor(options.token, this.log)]});
     this.server.addService(CoordinatorService, this.handlers());
   }
 
   async start(): Promise<number> {
+    const credentials = await serverCredentials(this.options.tls ?? {});
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port)));
     });
     const mo = this.options.metrics;
     if (mo) {

@@ -215,6 +215,14 @@ export interface StartJob {
   testCount: number;
   /** the backend the job requires ('' = any) */
   backend: string;
+  /**
+   * CURVE keys of the ring, issued per job by the coordinator (Z85, 40 characters; empty: plain ring).
+   * This rank's inbox is a CURVE server that accepts only its predecessor's public key.
+   */
+  ringPublicKey: string;
+  ringSecretKey: string;
+  /** every rank's public key, in rank order */
+  ringPublicKeys: string[];
 }
 
 export interface ConnectRing {
@@ -2469,6 +2477,9 @@ function createBaseStartJob(): StartJob {
     trainCount: 0,
     testCount: 0,
     backend: "",
+    ringPublicKey: "",
+    ringSecretKey: "",
+    ringPublicKeys: [],
   };
 }
 
@@ -2497,6 +2508,15 @@ export const StartJob: MessageFns<StartJob> = {
     }
     if (message.backend !== "") {
       writer.uint32(66).string(message.backend);
+    }
+    if (message.ringPublicKey !== "") {
+      writer.uint32(74).string(message.ringPublicKey);
+    }
+    if (message.ringSecretKey !== "") {
+      writer.uint32(82).string(message.ringSecretKey);
+    }
+    for (const v of message.ringPublicKeys) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -2578,6 +2598,30 @@ export const StartJob: MessageFns<StartJob> = {
             message.backend = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.ringPublicKey = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.ringSecretKey = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.ringPublicKeys.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2620,6 +2664,21 @@ export const StartJob: MessageFns<StartJob> = {
         ? globalThis.Number(object.test_count)
         : 0,
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      ringPublicKey: isSet(object.ringPublicKey)
+        ? globalThis.String(object.ringPublicKey)
+        : isSet(object.ring_public_key)
+        ? globalThis.String(object.ring_public_key)
+        : "",
+      ringSecretKey: isSet(object.ringSecretKey)
+        ? globalThis.String(object.ringSecretKey)
+        : isSet(object.ring_secret_key)
+        ? globalThis.String(object.ring_secret_key)
+        : "",
+      ringPublicKeys: globalThis.Array.isArray(object?.ringPublicKeys)
+        ? object.ringPublicKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ring_public_keys)
+        ? object.ring_public_keys.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2649,6 +2708,15 @@ export const StartJob: MessageFns<StartJob> = {
     if (message.backend !== "") {
       obj.backend = message.backend;
     }
+    if (message.ringPublicKey !== "") {
+      obj.ringPublicKey = message.ringPublicKey;
+    }
+    if (message.ringSecretKey !== "") {
+      obj.ringSecretKey = message.ringSecretKey;
+    }
+    if (message.ringPublicKeys?.length) {
+      obj.ringPublicKeys = message.ringPublicKeys;
+    }
     return obj;
   },
 
@@ -2667,6 +2735,9 @@ export const StartJob: MessageFns<StartJob> = {
     message.trainCount = object.trainCount ?? 0;
     message.testCount = object.testCount ?? 0;
     message.backend = object.backend ?? "";
+    message.ringPublicKey = object.ringPublicKey ?? "";
+    message.ringSecretKey = object.ringSecretKey ?? "";
+    message.ringPublicKeys = object.ringPublicKeys?.map((e) => e) || [];
     return message;
   },
 };

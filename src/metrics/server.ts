@@ -1,6 +1,6 @@
 /**
  * A read-only `/metrics` endpoint per process. node:http rather than a framework: two routes, no
- * dependencies, and nothing a scraper can change (every other method is refused).
+ * dependencies, and nothing a scraper can change (GET and HEAD only; every other method gets 405).
  */
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http';
 import type {AddressInfo} from 'node:net';
@@ -46,11 +46,12 @@ async function handle(registry: Registry, req: IncomingMessage, res: ServerRespo
   const path = new URL(req.url ?? '/', 'http://x').pathname;
   if (!ROUTES.has(path)) {
     res.writeHead(404, {'content-type': 'text/plain'}).end('not found: try GET /metrics\n');
-  } else if (req.method !== 'GET') {
-    res.writeHead(405, {'content-type': 'text/plain', allow: 'GET'}).end('method not allowed: read-only endpoint\n');
+  } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, {'content-type': 'text/plain', allow: 'GET, HEAD'}).end('method not allowed: read-only endpoint\n');
   } else if (path === '/healthz') {
     res.writeHead(200, {'content-type': 'text/plain'}).end('ok\n');
   } else {
+    // HEAD gets the same headers; node:http leaves out the body itself.
     const body = await registry.metrics();
     res.writeHead(200, {'content-type': registry.contentType}).end(body);
   }

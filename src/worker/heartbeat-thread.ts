@@ -5,12 +5,12 @@
  */
 import {parentPort, workerData} from 'node:worker_threads';
 
-import {credentials} from '@grpc/grpc-js';
-
+import {channelCredentials, tokenInterceptor} from '../coordinator/auth.js';
 import {CoordinatorClient, type HeartbeatResponse} from '../gen/dtrain.js';
 
-const {address, workerId, intervalMs} = workerData as {address: string; workerId: string; intervalMs: number};
-const client = new CoordinatorClient(address, credentials.createInsecure());
+const {address, workerId, intervalMs, token, tlsCa} = workerData as {address: string; workerId: string; intervalMs: number; token?: string; tlsCa?: Uint8Array};
+// workerData arrives structured-cloned: the CA is a plain Uint8Array, grpc-js wants a Buffer.
+const client = new CoordinatorClient(address, channelCredentials({tlsCa: tlsCa && Buffer.from(tlsCa)}), {interceptors: token === undefined ? [] : [tokenInterceptor(token)]});
 const timer = setInterval(() => {
   client.heartbeat({workerId, sentAtMs: Date.now()}, {deadline: new Date(Date.now() + intervalMs * 5)} as never, (err: Error | null, res: HeartbeatResponse) => {
     if (!err && !res.known) parentPort?.postMessage({unknown: true});

@@ -8,6 +8,7 @@ import type {ClientDuplexStream, ServiceError} from '@grpc/grpc-js';
 
 import {formLocalRing, RingAllReduce} from '../allreduce/index.js';
 import {ExitCode, UserError} from '../cli/errors.js';
+import type {ClientSecurity} from '../coordinator/auth.js';
 import {coordinatorClient, explainGrpcError} from '../coordinator/client.js';
 import {blobHash, decodeDatasetBlob} from '../coordinator/dataset-blob.js';
 import type {Dataset} from '../data/index.js';
@@ -24,6 +25,8 @@ import {loadMomentum, Replica, serializeModel, serializeMomentum} from './replic
 
 export interface WorkerOptions {
   coordinator: string;
+  /** The cluster token and TLS CA for every call to the coordinator (heartbeat thread included). */
+  security: ClientSecurity;
   backend: BackendChoice;
   /** Interface the ring socket binds on, and the host advertised to peers. */
   ringHost: string;
@@ -40,11 +43,13 @@ export interface WorkerOptions {
 }
 
 /** Heartbeats from a thread that training cannot block; undefined where the thread cannot start (then the session's own heartbeats remain). */
-function startHeartbeatThread(address: string, workerId: string, intervalMs: number): Worker | undefined {
+function startHeartbeatThread(address: string, security: ClientSecurity, workerId: string, intervalMs: number): Worker | undefined {
   const js = new URL('./heartbeat-thread.js', import.meta.url);
   const ts = new URL('./heartbeat-thread.ts', import.meta.url);
+  // The token goes to the thread in memory (workerData), never through argv or the environment.
+  const workerData = {address, workerId, intervalMs, token: security.token, tlsCa: security.tlsCa};
   try {
-    const worker = existsSync(js) ? new Worker(js, {workerData: {address, workerId, intervalMs}}) : new Worker(ts, {workerData: {address, workerId, intervalMs}, execArgv: ['--import', 'tsx']});
+    const worker = existsSync(js) ? new Worker(js, {workerData}) : new Worker(ts, {workerData, execArgv: ['--import', 'tsx']});
     worker.unref();
     worker.on('error', () => {});
     return worker;
@@ -98,7 +103,7 @@ export class WorkerSession {
   }
 
   private async session(metricsUrl: string): Promise<void> {
-    const client = coordinatorClient(this.options.coordinator);
+    const client = coordinatorClient(this.options.coordinator, this.options.security);
     this.client = client;
     const registered = await new Promise<RegisterResponse>((resolve, reject) => {
       client.register(
@@ -126,7 +131,7 @@ export class WorkerSession {
     send({hello: {}});
     const interval = registered.heartbeatIntervalMs || 1000;
     const beat = setInterval(() => send({heartbeat: {sentAtMs: Date.now()}}), interval);
-    const beats = startHeartbeatThread(this.options.coordinator, this.id, interval);
+    const beats = startHeartbeatThread(this.options.coordinator, this.options.security, this.id, interval);
     try {
       await new Promise<void>((resolve, reject) => {
         stream.on('data', (cmd: CoordinatorCommand) => {
@@ -240,7 +245,9 @@ export class WorkerSession {
     const {train, test} = await this.dataset(start.datasetHash);
     if (train.count !== start.trainCount || test.count !== start.testCount) throw new Error(`dataset ${start.datasetHash.slice(0, 12)} has ${train.count}/${test.count} images, the job says ${start.trainCount}/${start.testCount}`);
     const ring =
-      start.worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise});
+      start.worldSize === 1
+        ? (await formLocalRing(1))[0]
+        : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve: start.ringSecretKey ? {publicKey: start.ringPublicKey, secretKey: start.ringSecretKey, peers: start.ringPublicKeys} : undefined});
     const endpoint = await ring.start();
     const job: ActiveJob = {start, ring, train, test};
     this.job = job;
@@ -252,7 +259,7 @@ export class WorkerSession {
       job.model = ShuffleNetV2.create(parseModelSize(h.size), h.seed);
       initialState = Buffer.from(await serializeModel(job.model));
     }
-    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}`);
+    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}${start.ringSecretKey ? ' (CURVE)' : ''}`);
     this.send({ringBound: {jobId: start.jobId, endpoint, initialState}});
   }
 

@@ -47,18 +47,20 @@ describe('bench allreduce', () => {
     }
   });
 
-  test('dtrain bench allreduce --json (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, async () => {
+  test('dtrain bench allreduce --security both --json: plain and CURVE rings side by side, each checked exact (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, async () => {
     const {stdout} = await new Promise<{stdout: string}>((resolve, reject) =>
-      execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--workers', '2', '--bytes', '64KB,0.1MB', '--iters', '2', '--warmup', '1', '--json'], {cwd: root, timeout: 60_000}, (err, out) =>
+      execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--workers', '2', '--bytes', '64KB,0.1MB', '--iters', '2', '--warmup', '1', '--security', 'both', '--json'], {cwd: root, timeout: 60_000}, (err, out) =>
         err ? reject(err) : resolve({stdout: out}),
       ),
     );
     const json = JSON.parse(stdout) as {results: Array<Record<string, number>>};
     assert.deepEqual(
-      json.results.map((r) => [r.workers, r.bytes]),
+      json.results.map((r) => [r.security, r.workers, r.bytes]),
       [
-        [2, 64_000],
-        [2, 100_000],
+        ['plain', 2, 64_000],
+        ['plain', 2, 100_000],
+        ['curve', 2, 64_000],
+        ['curve', 2, 100_000],
       ],
     );
     for (const r of json.results) for (const key of ['medianMs', 'algbwGBs', 'busbwGBs']) assert.ok(r[key] > 0, key);

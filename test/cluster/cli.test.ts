@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import {spawn} from 'node:child_process';
 import {existsSync} from 'node:fs';
-import {mkdtemp, readFile, rm} from 'node:fs/promises';
+import {mkdtemp, readFile, rm, stat} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
@@ -88,6 +88,12 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     const pids: number[] = cluster.processes.map((p: {pid: number}) => p.pid);
     assert.equal(pids.length, 3);
     try {
+      // The cluster's fresh token: owner-only on disk, in the children's environment, never on their command line.
+      const tokenFile = path.join(dir, 'cluster-state', 'token');
+      assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+      const token = (await readFile(tokenFile, 'utf8')).trim();
+      assert.ok(token.length >= 32);
+      for (const pid of pids) assert.ok(!(await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(token), `pid ${pid} has the token in argv`);
       const status = await dtrain('cluster', 'status', '--json');
       assert.equal(status.code, 0, status.stderr);
       const s = JSON.parse(status.stdout);
@@ -112,6 +118,7 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     }
     assert.deepEqual(await allGone(pids), []);
     assert.ok(!existsSync(path.join(dir, 'cluster-state', 'cluster.json')));
+    assert.ok(!existsSync(path.join(dir, 'cluster-state', 'token')));
   });
 
   test('Ctrl-C during run --workers 2 stops the coordinator and the workers', async () => {

@@ -143,6 +143,10 @@ test('every $(VAR) in args and every envFrom/secretKeyRef resolves to a ConfigMa
   for (const wl of [coordinator(), workers(), runJob()]) {
     for (const c of [...(wl.spec.template.spec.initContainers ?? []), ...wl.spec.template.spec.containers]) {
       const available = new Set<string>((c.env ?? []).map((e: Manifest) => e.name));
+      for (const e of c.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef;
+        if (ref) assert.ok(ref.key in (sources[`secret/${ref.name}`] ?? {}), `${wl.metadata.name}/${c.name}: secretKeyRef ${ref.name}/${ref.key} exists`);
+      }
       for (const f of c.envFrom ?? []) {
         const data = sources[f.configMapRef ? `cm/${f.configMapRef.name}` : `secret/${f.secretRef.name}`];
         assert.ok(data, `${wl.metadata.name}/${c.name}: envFrom source exists`);
@@ -152,6 +156,13 @@ test('every $(VAR) in args and every envFrom/secretKeyRef resolves to a ConfigMa
     }
   }
   assert.ok('DTRAIN_CLUSTER_TOKEN' in secret.stringData);
+});
+
+test('the coordinator, every worker and the run Job read the cluster token from the Secret as DTRAIN_TOKEN', () => {
+  for (const wl of [coordinator(), workers(), runJob()]) {
+    const env = (container(wl).env ?? []).find((e: Manifest) => e.name === 'DTRAIN_TOKEN');
+    assert.deepEqual(env?.valueFrom?.secretKeyRef, {name: 'dtrain-cluster-token', key: 'DTRAIN_CLUSTER_TOKEN'}, wl.metadata.name);
+  }
 });
 
 test('images: CPU image for coordinator and Job, GPU image for workers, tagged (and labelled) with the package version', () => {

@@ -128,7 +128,7 @@ test('coordinator: job state is one-hot over JOB_STATES; heartbeat ages follow t
   assert.doesNotMatch(text, /worker="b"/);
 });
 
-test('metrics server: read-only (GET /metrics and /healthz only), port 0, clear error when the port is in use', async () => {
+test('metrics server: read-only (GET/HEAD /metrics and /healthz only, others 405, unknown paths 404), port 0, clear error when the port is in use', async () => {
   const c = createCoordinatorMetrics({version: '0.1.0', defaultMetrics: false});
   const server = await startMetricsServer(c.registry, {port: 0, host: '127.0.0.1'});
   servers.push(server);
@@ -139,10 +139,16 @@ test('metrics server: read-only (GET /metrics and /healthz only), port 0, clear 
   assert.equal((await fetch(`${base}/metrics?x=1`)).status, 200);
   assert.equal((await fetch(`${base}/`)).status, 404);
   assert.equal((await fetch(`${base}/metrics/../admin`)).status, 404);
+  const head = await fetch(server.url, {method: 'HEAD'});
+  assert.equal(head.status, 200);
+  assert.match(head.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  assert.equal(await head.text(), '');
   const post = await fetch(server.url, {method: 'POST', body: 'x'});
   assert.equal(post.status, 405);
-  assert.equal(post.headers.get('allow'), 'GET');
+  assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  for (const method of ['PUT', 'DELETE', 'PATCH', 'OPTIONS']) assert.equal((await fetch(server.url, {method})).status, 405, method);
   assert.equal((await fetch(`${base}/healthz`, {method: 'DELETE'})).status, 405);
+  assert.equal((await fetch(`${base}/admin`, {method: 'POST', body: 'x'})).status, 404);
 
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));

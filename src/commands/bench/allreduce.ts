@@ -18,6 +18,7 @@ export default class BenchAllReduceCommand extends DtrainCommand {
     chunk: Flags.string({description: 'Pipeline chunk size.', default: `${DEFAULT_CHUNK_BYTES / 1024}KiB`}),
     timeout: Flags.integer({description: 'All-reduce timeout per rank, ms.', default: 30_000, min: 1}),
     'partial-sums': Flags.string({description: 'How reduce-scatter partial sums travel: float64 (training default: the exactly rounded mean in any ring order) or float32 (fewer bytes).', options: ['float64', 'float32'], default: 'float64'}),
+    security: Flags.string({description: 'plain, curve (encrypted and key-checked, as cluster jobs run), or both: one ring after the other, side by side in the table.', options: ['plain', 'curve', 'both'], default: 'plain'}),
   };
 
   async run(): Promise<{results: AllReduceBenchResult[]}> {
@@ -26,11 +27,14 @@ export default class BenchAllReduceCommand extends DtrainCommand {
     const chunkBytes = parseBytes(flags.chunk);
     const partialSums = flags['partial-sums'] as PartialSums;
     this.progress(`dtrain: ring all-reduce, ${flags.workers} processes on 127.0.0.1, chunk ${chunkBytes} bytes, ${partialSums} partial sums`);
-    const results = await benchAllReduce({workers: flags.workers, sizes, iters: flags.iters, warmup: flags.warmup, ring: {chunkBytes, timeoutMs: flags.timeout, partialSums}});
+    const results: AllReduceBenchResult[] = [];
+    for (const curve of flags.security === 'both' ? [false, true] : [flags.security === 'curve']) {
+      results.push(...(await benchAllReduce({workers: flags.workers, sizes, iters: flags.iters, warmup: flags.warmup, ring: {chunkBytes, timeoutMs: flags.timeout, partialSums}, curve})));
+    }
     this.log(
       formatTable(
-        ['Workers', 'Bytes', 'median ms', 'algbw GB/s', 'busbw GB/s'],
-        results.map((r) => [r.workers, r.bytes, round(r.medianMs, 2), round(r.algbwGBs, 3), round(r.busbwGBs, 3)]),
+        ['Security', 'Workers', 'Bytes', 'median ms', 'algbw GB/s', 'busbw GB/s'],
+        results.map((r) => [r.security, r.workers, r.bytes, round(r.medianMs, 2), round(r.algbwGBs, 3), round(r.busbwGBs, 3)]),
       ),
     );
     return {results};

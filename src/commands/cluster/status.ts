@@ -2,8 +2,10 @@ import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
 import {formatTable} from '../../cli/table.js';
 import {Flags} from '@oclif/core';
+import {coordinatorSecurityFlags} from '../../cli/flags.js';
+import {resolveClientSecurity} from '../../coordinator/auth.js';
 import {type ClusterProcess, clusterProcesses, clusterStatus} from '../../coordinator/client.js';
-import {clusterStateDir, readClusterState} from '../../coordinator/local-cluster.js';
+import {clusterStateDir, localClusterToken, readClusterState} from '../../coordinator/local-cluster.js';
 import type {ClusterStatusResponse} from '../../gen/dtrain.js';
 
 export default class ClusterStatus extends DtrainCommand {
@@ -11,6 +13,7 @@ export default class ClusterStatus extends DtrainCommand {
   static override examples = ['<%= config.bin %> cluster status', '<%= config.bin %> cluster status --coordinator 10.0.0.2:50051 --json'];
   static override flags = {
     coordinator: Flags.string({char: 'c', description: 'Coordinator HOST:PORT (default: the local cluster started by `dtrain cluster up`).'}),
+    ...coordinatorSecurityFlags,
   };
 
   async run(): Promise<ClusterStatusResponse & {address: string; processes: ClusterProcess[]}> {
@@ -18,7 +21,8 @@ export default class ClusterStatus extends DtrainCommand {
     const state = flags.coordinator ? undefined : await readClusterState();
     const address = flags.coordinator ?? state?.address;
     if (!address) throw new UserError(`no local cluster (no ${clusterStateDir()}/cluster.json)`, {exitCode: ExitCode.usage, suggestion: 'start one with `dtrain cluster up --detach`, or pass --coordinator HOST:PORT'});
-    const status = await clusterStatus(address);
+    const security = await resolveClientSecurity({tokenFile: flags['token-file'], tlsCa: flags['tls-ca']}, () => localClusterToken(address));
+    const status = await clusterStatus(address, security);
     this.log(`coordinator ${address} (dtrain ${status.coordinatorVersion}, up ${(status.uptimeMs / 1000).toFixed(0)} s, pid ${status.coordinatorPid}, metrics ${status.coordinatorMetricsUrl || '-'})`);
     this.log(
       formatTable(

@@ -6,7 +6,7 @@ import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode, UserError} from '../../cli/errors.js';
 import {backendFlag, metricsPortFlag, requireBackendFlag} from '../../cli/flags.js';
 import {clusterProcesses, clusterStatus} from '../../coordinator/client.js';
-import {type ClusterState, clusterStateDir, isAlive, readClusterState, removeClusterState, startLocalCluster, stopProcesses, writeClusterState} from '../../coordinator/local-cluster.js';
+import {type ClusterState, clusterStateDir, clusterTokenFile, isAlive, readClusterState, removeClusterState, startLocalCluster, stopProcesses, writeClusterState, writeClusterToken} from '../../coordinator/local-cluster.js';
 import {onShutdown} from '../../coordinator/shutdown.js';
 import {METRICS_PORTS} from '../../metrics/index.js';
 import {localScrapeConfig, PROMETHEUS_INSTALL, prometheusInstalled, startLocalPrometheus} from '../../metrics/prometheus.js';
@@ -43,11 +43,12 @@ export default class ClusterUp extends DtrainCommand {
     const logDir = join(dir, 'logs');
     const cluster = await startLocalCluster({workers: flags.workers, backend: flags.backend, requireBackend: flags['require-backend'], host: flags.host, port: flags.port, metricsPort: flags['metrics-port'], detach: flags.detach, logDir, heartbeatTimeoutMs: Number(flags['heartbeat-timeout']) * 1000});
     const state: ClusterState = {address: cluster.address, port: cluster.port, startedAt: new Date().toISOString(), processes: cluster.processes, logDir};
+    await writeClusterToken(cluster.token, dir);
     await writeClusterState(state, dir);
     // Up means every worker has registered.
     const deadline = Date.now() + 120_000;
     for (;;) {
-      const status = await clusterStatus(cluster.address).catch(() => undefined);
+      const status = await clusterStatus(cluster.address, {token: cluster.token}).catch(() => undefined);
       const idle = status?.workers.filter((w) => w.state === 'idle').length ?? 0;
       if (status && idle >= flags.workers) {
         // Record where each process serves /metrics (the children know their ports; the coordinator collected them).
@@ -64,6 +65,7 @@ export default class ClusterUp extends DtrainCommand {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     this.progress(`dtrain: cluster up at ${cluster.address}: coordinator pid ${cluster.processes[0].pid}, ${flags.workers} worker${flags.workers === 1 ? '' : 's'} (pids ${cluster.processes.slice(1).map((p) => p.pid).join(', ')}); logs in ${logDir}`);
+    this.progress(`dtrain: cluster token in ${clusterTokenFile(dir)} (mode 0600; \`run --coordinator ${cluster.address}\` and \`cluster status\` read it, other clients take it with --token-file)`);
     this.progress(`dtrain: metrics at ${state.processes.map((p) => p.metricsUrl).join(', ')}`);
     if (flags.prometheus) {
       try {
