@@ -34,10 +34,13 @@ function inputsAndMean(length: number): {inputs: Float32Array[]; mean: Float32Ar
 /** A stranger's messages: junk and, with poison, the very header rank 1 expects first carrying 1e30s. */
 async function intrude(socket: Push, poison: boolean): Promise<void> {
   const header = {phase: Phase.reduceScatter, sender: 0, worldSize: N, ringStep: 0, jobHash: jobHash('job'), step: 1, chunk: 0, offset: 0, count: 64};
-  const sends = [socket.send(Buffer.from('not a ring message'))];
-  if (poison) sends.push(socket.send([encodeHeader(header), Buffer.from(new Float32Array(64).fill(1e30).buffer)]));
-  // Against CURVE the handshake never completes, so these sends never do either.
-  await Promise.race([Promise.all(sends), new Promise((r) => setTimeout(r, 300))]);
+  // One send at a time (ZeroMQ allows one pending send per socket). Against CURVE the handshake
+  // never completes, so the first send never does either: it is abandoned (and rejects on close).
+  const sends = (async () => {
+    await socket.send(Buffer.from('not a ring message'));
+    if (poison) await socket.send([encodeHeader(header), Buffer.from(new Float32Array(64).fill(1e30).buffer)]);
+  })().catch(() => {});
+  await Promise.race([sends, new Promise((r) => setTimeout(r, 300))]);
 }
 
 /** Random-looking bytes on a raw TCP connection: resolves 'closed' when the inbox drops it. */
