@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core';
 
 import {DATA_SOURCES} from '../data/index.js';
 import {BACKENDS, REQUIRABLE} from '../engine/backend.js';
+import {PRECISIONS} from '../engine/precision.js';
 import {type ModelSize, parseModelSize, SIZES} from '../model/architecture.js';
 
 /** Flags shared by several commands, defined once. */
@@ -16,6 +17,13 @@ export const backendFlag = Flags.string({
   description: 'Compute backend: auto picks tensorflow on a GPU → webgpu on a hardware adapter → tensorflow on CPU → wasm → cpu, the first that loads (see `dtrain doctor`).',
   options: ['auto', ...BACKENDS],
   default: 'auto',
+});
+
+/** --precision: float32 (fast) or float64 (exact) sums in wasm's forward convolutions (src/engine/precision.ts). */
+export const precisionFlag = Flags.string({
+  description: 'How wasm sums in forward convolutions: fast (XNNPACK, float32) or exact (float64, as the cpu backend always does: ~3–4× slower steps; every `model verify` fixture passes, see docs/fidelity.md).',
+  options: [...PRECISIONS],
+  default: 'fast',
 });
 
 /** --metrics-port / --metrics-host: every long-running process serves /metrics (docs/observability.md has the port scheme). */

@@ -9,6 +9,7 @@ import {promisify} from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {initBackend} from '../../src/engine/backend.js';
+import {applyPrecision} from '../../src/engine/precision.js';
 import {readSafetensors, serializeSafetensors} from '../../src/model/safetensors.js';
 import {verifyReference} from '../../src/model/verify.js';
 
@@ -38,6 +39,20 @@ for (const backend of ['wasm', 'cpu'] as const) {
     }
   });
 }
+
+test('wasm with --precision exact (float64 sums in forward convolutions) passes every quantity; back to fast afterwards', async () => {
+  await initBackend('wasm');
+  applyPrecision('wasm', 'exact');
+  try {
+    const report = await verifyReference(await readSafetensors(FIXTURE), 'fixture');
+    console.log(`wasm exact: worst gradient ${report.worst.gradient.toExponential(2)}, update ${report.worst.update.toExponential(2)}`);
+    assert.ok(report.ok, `every quantity within tolerance: ${report.quantities.filter((q) => !q.ok).map((q) => `${q.quantity} ${q.error}`)}`);
+  } finally {
+    applyPrecision('wasm', 'fast');
+  }
+  assert.equal(tf.getKernel('Conv2D', 'wasm')?.kernelFunc.name, 'conv2d', 'wasm\'s own Conv2D (XNNPACK) is back');
+  assert.throws(() => applyPrecision('webgpu', 'exact'), /--precision exact needs the wasm or cpu backend/);
+});
 
 test('a port with a wrong layout fails verification with order-1 errors', async () => {
   await initBackend('wasm');

@@ -1,5 +1,6 @@
 /**
- * Conv2D and DepthwiseConv2dNative for the pure-JS cpu backend, accumulating in float64. tfjs's own
+ * Conv2D and DepthwiseConv2dNative accumulating in float64: always for the pure-JS cpu backend, and
+ * for wasm with `--precision exact`. tfjs's own
  * cpu kernels sum straight into the float32 output; on the reference fixture that rounding is
  * enough to flip a ReLU whose input is 1e-6 from zero and move early-layer gradients by 5e-3.
  * With float64 sums the cpu backend is a precise reference (see docs/fidelity.md).
@@ -46,7 +47,7 @@ function convForward(x: Float32Array, w: Float32Array, y: Float32Array, g: ConvG
   }
 }
 
-function makeConfig(kernelName: string, depthwise: boolean): KernelConfig {
+function makeConfig(kernelName: string, depthwise: boolean, backendName: 'cpu' | 'wasm'): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: KernelArgs) => {
     const {x, filter} = inputs as {x: TensorInfo; filter: TensorInfo};
     const {strides, pad, dataFormat, dilations, dimRoundingMode} = attrs as unknown as Conv2DAttrs & DepthwiseConv2dNativeAttrs;
@@ -61,10 +62,12 @@ function makeConfig(kernelName: string, depthwise: boolean): KernelConfig {
       backend_util.convertConv2DDataFormat(dataFormat ?? 'NHWC'),
     );
     const g = convGeometry(info);
-    return runF32Kernel('cpu', backend, [x, filter], [info.outShape], ([xv, wv], [yv]) => convForward(xv, wv, yv, g, depthwise))[0];
+    return runF32Kernel(backendName, backend, [x, filter], [info.outShape], ([xv, wv], [yv]) => convForward(xv, wv, yv, g, depthwise))[0];
   };
-  return {kernelName, backendName: 'cpu', kernelFunc: kernelFunc as unknown as KernelFunc};
+  return {kernelName, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};
 }
 
-export const cpuConv2DConfig = makeConfig(Conv2D, false);
-export const cpuDepthwiseConv2dNativeConfig = makeConfig(DepthwiseConv2dNative, true);
+/** Conv2D and DepthwiseConv2dNative summing in float64, for the cpu backend or (with --precision exact) wasm. */
+export function float64ConvConfigs(backendName: 'cpu' | 'wasm'): KernelConfig[] {
+  return [makeConfig(Conv2D, false, backendName), makeConfig(DepthwiseConv2dNative, true, backendName)];
+}

@@ -2,12 +2,11 @@
 import '@tensorflow/tfjs-backend-cpu';
 
 import {replaceKernel} from '../wasm/kernel-utils.js';
-import {cpuConv2DConfig, cpuDepthwiseConv2dNativeConfig} from './conv-forward.js';
+import {float64ConvConfigs} from './conv-forward.js';
 
 let registered = false;
 export function registerCpuPrecisionKernels(): void {
   if (registered) return;
   registered = true;
-  replaceKernel(cpuConv2DConfig);
-  replaceKernel(cpuDepthwiseConv2dNativeConfig);
+  for (const config of float64ConvConfigs('cpu')) replaceKernel(config);
 }
