@@ -5,7 +5,7 @@ import {Flags, type Interfaces} from '@oclif/core';
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import {backendFlag, dataDirFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
-import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
+import {formatEpochLine, formatPerClassTable, formatRegroupLine, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
@@ -54,6 +54,13 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
       max: 65535,
     }),
     resume: Flags.boolean({description: 'Cluster runs: continue from the latest checkpoint in --checkpoint-dir at the next epoch.', default: false}),
+    elastic: Flags.boolean({
+      description: 'Cluster runs: when a worker is lost the job continues with the others (the step in flight is redone, the rest of the epoch re-sharded with the same global batch). --no-elastic fails the job instead.',
+      default: true,
+      allowNo: true,
+    }),
+    'min-workers': Flags.integer({description: 'Cluster runs: with fewer workers left the job pauses until workers register (they join with the current weights), at most --rejoin-timeout seconds.', default: 1}),
+    'rejoin-timeout': Flags.integer({description: 'Cluster runs: seconds a job paused for --min-workers waits before it fails (its checkpoints stay).', default: 120}),
   };
 
   async run(): Promise<LocalRunResult | ClusterRunResult> {
@@ -69,6 +76,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     check(Number.isFinite(weightDecay) && weightDecay >= 0, `--weight-decay must be a non-negative number, got ${flags['weight-decay']}`, 'the seed uses --weight-decay 5e-4');
     check(flags.workers >= 1, `--workers must be at least 1, got ${flags.workers}`, 'e.g. --workers 2');
     check(flags['batch-size'] >= flags.workers, `--batch-size (${flags['batch-size']}) must be at least --workers (${flags.workers})`, 'each worker needs at least one image per step');
+    check(flags['min-workers'] >= 1 && flags['min-workers'] <= flags.workers, `--min-workers must be between 1 and --workers (${flags.workers}), got ${flags['min-workers']}`, 'e.g. --workers 3 --min-workers 2');
+    check(flags['rejoin-timeout'] >= 1, `--rejoin-timeout must be at least 1 second, got ${flags['rejoin-timeout']}`, 'the default is 120');
     check(!flags.resume || Boolean(flags['checkpoint-dir'] ?? flags['run-dir']), '--resume needs the directory of the checkpoint to continue from', 'pass --checkpoint-dir DIR (or the --run-dir of the run)');
     const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
     if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
@@ -104,6 +113,9 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         metricsPort: flags['metrics-port'],
         checkpointDir,
         resume: flags.resume,
+        elastic: flags.elastic,
+        minWorkers: flags['min-workers'],
+        rejoinTimeoutMs: flags['rejoin-timeout'] * 1000,
       },
       {
         onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
@@ -119,6 +131,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         },
         onStep: (p) => printStep({...p, imagesPerSec: p.images / Math.max(p.seconds, 1e-9)}),
         onEpoch: (r) => this.log(formatEpochLine(r, flags.epochs)),
+        onRegrouped: (r) => this.progress(formatRegroupLine(r)),
+        onPaused: (p) => this.progress(`dtrain: job paused in epoch ${p.epoch + 1}: waiting for workers: have ${p.have}, need ${p.need}, timeout ${p.timeoutS} s (start one with \`dtrain worker --coordinator ADDRESS\`)`),
       },
     );
     if (process.exitCode === 130) throw new UserError('interrupted; the local cluster was stopped', {exitCode: 130});
