@@ -8,7 +8,7 @@ import {WorkerSession} from '../worker/session.js';
 
 export default class WorkerCommand extends DtrainCommand {
   static override summary = 'Run a training worker that serves a coordinator (long-running).';
-  static override description = `Registers with the coordinator (its backend and device included), keeps a session stream (heartbeats up, commands down) and trains its shard of each job, averaging gradients with the other workers over the ZeroMQ ring. Exits when the coordinator ends the session or goes away, or on SIGINT/SIGTERM.`;
+  static override description = `Registers with the coordinator (its backend and device included), keeps a session stream (heartbeats up, commands down) and trains its shard of each job, averaging gradients with the other workers over the ZeroMQ ring. Exits when the coordinator ends the session (it stopped, or declared this worker dead), when no heartbeat is answered for 30 s (exit code 4), or on SIGINT/SIGTERM.`;
   static override examples = ['<%= config.bin %> worker --coordinator 127.0.0.1:50051', '<%= config.bin %> worker --coordinator coordinator.dtrain:50051 --ring-host 10.0.0.7 --backend wasm'];
   static override flags = {
     coordinator: Flags.string({char: 'c', description: 'Coordinator address HOST:PORT.', required: true}),

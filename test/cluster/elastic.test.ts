@@ -213,4 +213,22 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     await assertCheckpointValid(path.join(runDir, `checkpoint-epoch${latest.epoch}.safetensors`));
     assert.equal((await status(cluster.address)).jobs.at(-1)!.state, 'failed');
   });
+
+  test('--no-elastic: the lost worker fails the job at once, naming its rank and host', async () => {
+    const extra = spawn(process.execPath, [BIN, 'worker', '--coordinator', cluster.address, '--backend', 'wasm'], {cwd: dir, env: {...process.env, ...env}, stdio: 'ignore'});
+    spawned.push(extra);
+    await until('2 idle workers', 30_000, async () => ((await status(cluster.address)).workers.filter((w) => w.state === 'idle').length >= 2 ? true : undefined));
+    const run = start(['run', '--coordinator', cluster.address, '--workers', '2', '--no-elastic', '--epochs', '2', ...TINY, '--run-dir', path.join(dir, 'inelastic')]);
+    const victim = await workerAtRank(cluster.address, 1);
+    await until('a training step', 90_000, () => (/epoch 1 \[/.test(run.stderr()) ? true : undefined));
+    const killedAt = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    const {code, stderr} = await run.done;
+    const failedIn = Date.now() - killedAt;
+    console.log(`--no-elastic: the run failed ${failedIn} ms after SIGKILL`);
+    assert.equal(code, 1);
+    assert.match(stderr, new RegExp(`Error: job failed: worker ${victim.workerId} \\(rank 1 on [^)]+\\) lost: its session ended`));
+    assert.doesNotMatch(stderr, /continuing with/);
+    assert.ok(failedIn < 10_000, `failed ${failedIn} ms after the kill`);
+  });
 });
