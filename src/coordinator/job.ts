@@ -43,7 +43,7 @@ interface Lost {
  * Elastic (the default): a worker lost mid-job does not fail it. The others are halted (their step
  * in flight undone), rolled back to the last step all of them completed, re-ranked into a new ring
  * (newcomers too when the job pauses for --min-workers or at an epoch boundary) and continue the
- * rest of the epoch with the same global batch (ShardPlan.continuation).
+ * rest of the epoch with the same global batch (continuedPlan in shard-plan.ts).
  */
 export class Job {
   state: JobState = 'pending';
@@ -58,7 +58,7 @@ export class Job {
   /** Losses not yet handled by a regroup; losses before the job is established fail it. */
   private lost: Lost[] = [];
   private lostAt = 0;
-  private elasticFrom = false;
+  private trainingStarted = false;
   private generation = 0;
   private datasetStart?: Omit<StartJob, 'rank' | 'worldSize'>;
 
@@ -94,7 +94,7 @@ export class Job {
 
   private onLost(w: WorkerEntry, why: string): void {
     const who = this.who(w);
-    if (!this.elasticFrom || this.spec.failOnWorkerLoss) {
+    if (!this.trainingStarted || this.spec.failOnWorkerLoss) {
       this.fail(new Error(`${who} lost: ${why}`));
       return;
     }
@@ -218,7 +218,7 @@ export class Job {
       }));
       this.checkChecksums(ready.map((m) => m.ready!.checksum), 'after the initial broadcast');
       for (const w of this.members) this.established.add(w);
-      this.elasticFrom = true;
+      this.trainingStarted = true;
       let last: {testLoss: number; testAcc: number; perClass: Record<string, number>; checkpoint: string} | undefined;
       for (let epoch = startEpoch; epoch < spec.epochs; epoch++) {
         this.epoch = epoch;
@@ -301,7 +301,7 @@ export class Job {
     const timeoutMs = this.spec.rejoinTimeoutMs || DEFAULT_REJOIN_TIMEOUT_MS;
     const lostNames: string[] = [];
     const joined: string[] = [];
-    let started = 0;
+    let lostSteps = 0;
     let stepsDone = 0;
     let halted = false;
     for (;;) {
@@ -313,7 +313,9 @@ export class Job {
           // At an epoch boundary the workers are past the halted epoch: they undo nothing, and report where they stand.
           const answers = (await this.roundTrip('halted', holders, () => ({halt: {jobId: this.id, reason: lostNames.join('; ') || 'regroup', epoch}}))).map((m) => m.halted!);
           stepsDone = Math.min(...answers.map((h) => h.stepsDone));
-          started = Math.max(started, ...answers.map((h) => h.stepsDone + (h.inFlight ? 1 : 0)));
+          // Progress thrown away: the steps a survivor had completed beyond the common point, or else
+          // the step in flight. The ring keeps survivors within one step of each other, so at most 1.
+          lostSteps = Math.max(...answers.map((h) => h.stepsDone - stepsDone), answers.some((h) => h.inFlight) ? 1 : 0);
           ended?.segments.push({worldSize: ended.worldSize, steps: stepsDone});
           halted = true;
         }
@@ -349,7 +351,7 @@ export class Job {
         if (!(err instanceof WorkersLost)) throw err;
       }
     }
-    const lostSteps = boundary ? 0 : started - stepsDone;
+    if (boundary) lostSteps = 0;
     const resumedAt = Date.now();
     const detectedAt = this.lostAt || resumedAt;
     this.lostAt = 0;

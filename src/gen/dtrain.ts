@@ -263,7 +263,7 @@ export interface RunEpoch {
   checkpoint: boolean;
   /**
    * The epoch's earlier segments (a regroup ends one): this RunEpoch trains what they left of the
-   * epoch's permutation (ShardPlan.continuation). Empty: the whole epoch.
+   * epoch's permutation (continuedPlan in src/coordinator/shard-plan.ts). Empty: the whole epoch.
    */
   doneSegments: EpochSegment[];
 }

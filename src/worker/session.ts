@@ -137,7 +137,8 @@ export class WorkerSession {
     const interval = registered.heartbeatIntervalMs || 1000;
     const beat = setInterval(() => send({heartbeat: {sentAtMs: Date.now()}}), interval);
     const beats = startHeartbeatThread(this.options.coordinator, this.id, interval);
-    // Woken after a long stop (SIGSTOP, a frozen VM): the coordinator has declared this worker dead.
+    // The heartbeat thread's news: the coordinator no longer knows this worker (declared dead while
+    // this process was frozen: SIGSTOP, a suspended VM), or has stopped answering (gone, partitioned).
     let unreachable: UserError | undefined;
     beats?.on('message', (m: {unknown?: boolean; silentMs?: number; lastError?: string}) => {
       if (m.unknown) {
