@@ -158,6 +158,9 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.equal(out.epochs[regroup.epoch].lostSteps, regroup.lostSteps);
     assert.equal(out.workers, 2);
     await assertCheckpointValid(out.checkpoint);
+    const metrics = await fetch(cluster.metricsUrl).then((r) => r.text());
+    assert.match(metrics, /^dtrain_job_regroups_total 1$/m);
+    assert.match(metrics, new RegExp(`^dtrain_job_lost_steps_total ${regroup.lostSteps}$`, 'm'));
     const log = await readFile(path.join(dir, 'cluster-state', 'logs', `worker-${cluster.workers.indexOf(victim.pid)}.log`), 'utf8');
     assert.match(log, /no longer knows|declared dead/);
   });
