@@ -126,7 +126,9 @@ export class Replica {
   halt(epochOpen: boolean): ReplicaHalt {
     const inFlight = this.inFlight;
     if (inFlight) {
-      this.restore(this.history.pop()!.before);
+      const before = this.history.pop()!.before;
+      this.restore(before);
+      disposeSnapshot(before);
       this.inFlight = false;
     }
     if (this.beforeAverage && epochOpen) {
