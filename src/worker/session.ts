@@ -159,7 +159,11 @@ export class WorkerSession {
         stream.on('data', (cmd: CoordinatorCommand) => {
           // A stop or halt must not wait behind a running epoch that may be blocked on a dead peer's
           // all-reduce: closing the ring now makes that epoch end fast; the queue then cleans up.
-          if (cmd.stop && this.job?.start.jobId === cmd.stop.jobId && cmd.stop.reason !== 'completed') this.job.ring.close();
+          if (cmd.stop) {
+            // Said at once: a worker declared dead may be gone before the queue reaches the stop.
+            this.log(cmd.stop.jobId ? `job ${cmd.stop.jobId} stopped (${cmd.stop.reason})` : `the coordinator says: ${cmd.stop.reason}`);
+            if (this.job?.start.jobId === cmd.stop.jobId && cmd.stop.reason !== 'completed') this.job.ring.close();
+          }
           if (cmd.halt && this.job?.start.jobId === cmd.halt.jobId) {
             this.job.halting = true;
             this.job.ring.close();
@@ -210,10 +214,7 @@ export class WorkerSession {
     if (cmd.start) return this.startJob(cmd.start);
     const job = this.job;
     if (cmd.stop) {
-      if (job && job.start.jobId === cmd.stop.jobId) {
-        this.log(`job ${cmd.stop.jobId} stopped (${cmd.stop.reason})`);
-        this.endJob();
-      }
+      if (job && job.start.jobId === cmd.stop.jobId) this.endJob();
       return;
     }
     if (!job) throw new Error('a job command arrived while no job runs here');

@@ -138,19 +138,20 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     const replacement = spawn(process.execPath, [BIN, 'worker', '--coordinator', cluster.address, '--backend', 'wasm'], {cwd: dir, env: {...process.env, ...env}, stdio: 'ignore'});
     spawned.push(replacement);
     await until('the victim declared dead', 20_000, async () => ((await status(cluster.address)).workers.find((w) => w.workerId === victim.workerId)?.state === 'dead' ? true : undefined));
-    const declaredIn = Date.now() - stoppedAt;
     process.kill(victim.pid, 'SIGCONT');
     const wokenAt = Date.now();
     await until('the woken worker to exit', 15_000, () => (alive(victim.pid) ? undefined : true));
     const exitedIn = Date.now() - wokenAt;
     const {code, stdout, stderr} = await run.done;
+    // The next tests want the two original survivors only.
+    replacement.kill('SIGTERM');
+    await until('the replacement to exit', 15_000, () => (replacement.exitCode === null && replacement.signalCode === null ? undefined : true));
     assert.equal(code, 0, stderr);
     const out = JSON.parse(stdout);
     const [regroup, growth] = out.regroups;
     const detection = Number(regroup.detectedAtMs) - stoppedAt;
     const resume = Number(regroup.resumedAtMs) - Number(regroup.detectedAtMs);
     console.log(`SIGSTOP: declared dead after ${detection} ms (timeout ${HEARTBEAT_TIMEOUT_S} s), training resumed ${resume} ms later, woken worker exited ${exitedIn} ms after SIGCONT; lost steps ${regroup.lostSteps}`);
-    assert.ok(declaredIn < HEARTBEAT_TIMEOUT_S * 1000 + 5000, `declared dead after ${declaredIn} ms`);
     assert.ok(detection >= HEARTBEAT_TIMEOUT_S * 1000 - 1500 && detection < HEARTBEAT_TIMEOUT_S * 1000 + 3000, `detected ${detection} ms after SIGSTOP`);
     assert.ok(resume < 10_000, `resumed ${resume} ms after detection`);
     assert.equal(out.regroups.length, 2);
@@ -172,9 +173,6 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.match(metrics, new RegExp(`^dtrain_job_lost_steps_total ${regroup.lostSteps}$`, 'm'));
     const log = await readFile(path.join(dir, 'cluster-state', 'logs', `worker-${cluster.workers.indexOf(victim.pid)}.log`), 'utf8');
     assert.match(log, /no longer knows|declared dead/);
-    // The next tests want the two original survivors only.
-    replacement.kill('SIGTERM');
-    await until('the replacement to exit', 15_000, () => (replacement.exitCode === null && replacement.signalCode === null ? undefined : true));
   });
 
   test('--min-workers 2: a lost worker pauses the job, a new `dtrain worker` joins with the current weights, the job completes', async () => {
