@@ -26,7 +26,11 @@ export interface JobContext {
 }
 
 /** A worker of the job was lost while the job can continue without it: the wait is interrupted for a regroup. */
-class WorkersLost extends Error {}
+class WorkersLost extends Error {
+  constructor() {
+    super('a worker of the job was lost');
+  }
+}
 
 interface Lost {
   worker: WorkerEntry;
@@ -55,10 +59,9 @@ export class Job {
   private members: WorkerEntry[] = [];
   /** Members whose ring and replica are set up (they hold the job's state). */
   private readonly established = new Set<WorkerEntry>();
-  /** Losses not yet handled by a regroup; losses before the job is established fail it. */
+  /** Losses not yet handled by a regroup (or, while the job starts, by starting again). */
   private lost: Lost[] = [];
   private lostAt = 0;
-  private trainingStarted = false;
   private generation = 0;
   private datasetStart?: Omit<StartJob, 'rank' | 'worldSize'>;
 
@@ -94,7 +97,7 @@ export class Job {
 
   private onLost(w: WorkerEntry, why: string): void {
     const who = this.who(w);
-    if (!this.trainingStarted || this.spec.failOnWorkerLoss) {
+    if (this.spec.failOnWorkerLoss) {
       this.fail(new Error(`${who} lost: ${why}`));
       return;
     }
@@ -203,22 +206,47 @@ export class Job {
           rankBatch: workers.map((_, r) => plan0.rankBatch(r)),
         },
       });
-      const bound = await this.roundTrip('ringBound', this.members, (_, rank) => ({start: {...this.datasetStart!, rank, worldSize: N}}));
-      const endpoints = bound.map((m) => m.ringBound!.endpoint);
-      const initial = bound[0].ringBound!.initialState;
-      const ready = await this.roundTrip('ready', this.members, (_, rank) => ({
-        connect: {
-          jobId: this.id,
-          successorEndpoint: endpoints[(rank + 1) % N],
-          ringEndpoints: endpoints,
-          state: resumed ? resumed.weights : rank === 0 ? Buffer.alloc(0) : initial,
-          optimizer: resumed ? resumed.optimizer : Buffer.alloc(0),
-          generation: this.generation,
-        },
-      }));
-      this.checkChecksums(ready.map((m) => m.ready!.checksum), 'after the initial broadcast');
+      // A loss while the job starts: start again with whoever is left (no replica holds a state yet).
+      const restart = {lost: [] as string[], joined: [] as string[]};
+      let restarting = false;
+      for (;;) {
+        try {
+          if (restarting) {
+            this.dropLost(restart.lost);
+            if (this.members.length === 0) throw new Error(`every worker was lost while the job started (${restart.lost.join('; ')})`);
+            const before = new Set(this.members);
+            await this.waitForMembers(startEpoch, true);
+            restart.joined.push(...this.members.filter((w) => !before.has(w)).map((w) => w.id));
+            this.members.forEach((w, rank) => (w.rank = rank));
+            this.generation++;
+            this.ctx.log(`job ${this.id}: starting again with ${this.members.length} worker${this.members.length === 1 ? '' : 's'}; lost ${restart.lost.join('; ')}`);
+          }
+          const n = this.members.length;
+          const bound = await this.roundTrip('ringBound', this.members, (_, rank) => ({start: {...this.datasetStart!, rank, worldSize: n}}));
+          const endpoints = bound.map((m) => m.ringBound!.endpoint);
+          const initial = bound[0].ringBound!.initialState;
+          const ready = await this.roundTrip('ready', this.members, (_, rank) => ({
+            connect: {
+              jobId: this.id,
+              successorEndpoint: endpoints[(rank + 1) % n],
+              ringEndpoints: endpoints,
+              state: resumed ? resumed.weights : rank === 0 ? Buffer.alloc(0) : initial,
+              optimizer: resumed ? resumed.optimizer : Buffer.alloc(0),
+              generation: this.generation,
+            },
+          }));
+          this.checkChecksums(ready.map((m) => m.ready!.checksum), 'after the initial broadcast');
+          break;
+        } catch (err) {
+          if (!(err instanceof WorkersLost)) throw err;
+          restarting = true;
+        }
+      }
       for (const w of this.members) this.established.add(w);
-      this.trainingStarted = true;
+      if (restart.lost.length > 0) {
+        this.emit({regrouped: {epoch: startEpoch, step: 0, lostSteps: 0, lost: restart.lost, joined: restart.joined, workers: this.members.length, detectedAtMs: this.lostAt, resumedAtMs: Date.now()}});
+        this.lostAt = 0;
+      }
       let last: {testLoss: number; testAcc: number; perClass: Record<string, number>; checkpoint: string} | undefined;
       for (let epoch = startEpoch; epoch < spec.epochs; epoch++) {
         this.epoch = epoch;
@@ -297,8 +325,6 @@ export class Job {
    * segment (its world size and the steps every survivor completed) to `ended.segments`.
    */
   private async recover(epoch: number, boundary: boolean, ended?: {segments: EpochSegment[]; worldSize: number}): Promise<{lostSteps: number}> {
-    const need = Math.max(1, this.spec.minWorkers);
-    const timeoutMs = this.spec.rejoinTimeoutMs || DEFAULT_REJOIN_TIMEOUT_MS;
     const lostNames: string[] = [];
     const joined: string[] = [];
     let lostSteps = 0;
@@ -319,7 +345,7 @@ export class Job {
           ended?.segments.push({worldSize: ended.worldSize, steps: stepsDone});
           halted = true;
         }
-        await this.waitForMembers(epoch, need, timeoutMs, boundary);
+        await this.waitForMembers(epoch, boundary);
         const newcomers = this.members.filter((w) => !this.established.has(w));
         // Holders first: rank 0 holds the state the newcomers load.
         this.members = [...this.members.filter((w) => this.established.has(w)), ...newcomers];
@@ -385,7 +411,9 @@ export class Job {
    * resume point), or fail after the rejoin timeout. At an epoch boundary, idle workers also fill the
    * job up to the requested size.
    */
-  private async waitForMembers(epoch: number, need: number, timeoutMs: number, boundary: boolean): Promise<void> {
+  private async waitForMembers(epoch: number, boundary: boolean): Promise<void> {
+    const need = Math.max(1, this.spec.minWorkers);
+    const timeoutMs = this.spec.rejoinTimeoutMs || DEFAULT_REJOIN_TIMEOUT_MS;
     const take = (upTo: number) => {
       for (const w of this.ctx.idleWorkers().slice(0, Math.max(0, upTo - this.members.length))) {
         this.members.push(w);

@@ -244,4 +244,33 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.doesNotMatch(stderr, /continuing with/);
     assert.ok(failedIn < 10_000, `failed ${failedIn} ms after the kill`);
   });
+
+  test('a worker frozen as the job starts is declared dead during set-up; the job starts again with the others', async () => {
+    for (let i = 0; i < 2; i++) spawned.push(spawn(process.execPath, [BIN, 'worker', '--coordinator', cluster.address, '--backend', 'wasm'], {cwd: dir, env: {...process.env, ...env}, stdio: 'ignore'}));
+    const idle = await until('3 idle workers', 30_000, async () => {
+      const w = (await status(cluster.address)).workers.filter((x) => x.state === 'idle');
+      return w.length >= 3 ? w : undefined;
+    });
+    const coordinatorLog = path.join(dir, 'cluster-state', 'logs', 'coordinator.log');
+    const jobsBefore = ((await readFile(coordinatorLog, 'utf8')).match(/: 3 workers \(/g) ?? []).length;
+    const run = start(['run', '--coordinator', cluster.address, '--workers', '3', '--epochs', '1', ...TINY, '--run-dir', path.join(dir, 'setup'), '--json']);
+    // The coordinator logs the job's workers before it publishes the dataset: freeze one right then.
+    const picked = await until('the job to take its workers', 60_000, async () => {
+      const lines = (await readFile(coordinatorLog, 'utf8')).split('\n').filter((l) => /: 3 workers \(/.test(l));
+      return lines.length > jobsBefore ? lines.at(-1) : undefined;
+    });
+    const frozen = idle.find((w) => picked.includes(w.workerId))!;
+    process.kill(frozen.pid, 'SIGSTOP');
+    const {code, stdout, stderr} = await run.done;
+    process.kill(frozen.pid, 'SIGCONT');
+    assert.equal(code, 0, stderr);
+    const out = JSON.parse(stdout);
+    assert.equal(out.regroups.length, 1);
+    const [restart] = out.regroups;
+    assert.deepEqual([restart.epoch, restart.step, restart.lostSteps, restart.workers], [0, 0, 0, 2]);
+    assert.match(restart.lost[0], new RegExp(`worker ${frozen.workerId} \\(rank \\d on .+\\): no heartbeat for`));
+    assert.deepEqual(out.epochs.map((e: {workers: number}) => e.workers), [2]);
+    await assertCheckpointValid(out.checkpoint);
+    await until('the frozen worker, woken, to exit', 15_000, () => (alive(frozen.pid) ? undefined : true));
+  });
 });
