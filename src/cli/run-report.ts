@@ -1,15 +1,27 @@
 import type {ClusterEpoch} from '../coordinator/cluster-run.js';
+import type {Regrouped} from '../gen/dtrain.js';
 import {formatTable} from './table.js';
 
 /** What both training paths (in-process and cluster) print per epoch. */
-export type EpochLine = Pick<ClusterEpoch, 'epoch' | 'trainLoss' | 'trainAcc' | 'testLoss' | 'testAcc' | 'lr' | 'imagesPerSec' | 'seconds'> & {allreduceSeconds?: number};
+export type EpochLine = Pick<ClusterEpoch, 'epoch' | 'trainLoss' | 'trainAcc' | 'testLoss' | 'testAcc' | 'lr' | 'imagesPerSec' | 'seconds'> & {allreduceSeconds?: number; lostSteps?: number; workers?: number};
 
 /** The seed's per-epoch line: train and test loss/accuracy, lr, images/s. */
 export function formatEpochLine(r: EpochLine, epochs: number): string {
   const allreduce = r.allreduceSeconds === undefined ? '' : `  (all-reduce ${r.allreduceSeconds.toFixed(1)} s)`;
+  const lost = r.lostSteps ? `  [${r.lostSteps} lost step${r.lostSteps === 1 ? '' : 's'}, ${r.workers} workers at the end]` : '';
   return (
     `epoch ${r.epoch + 1}/${epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(2)}%  ` +
-    `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAcc).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s${allreduce}`
+    `test loss ${r.testLoss.toFixed(4)} acc ${(100 * r.testAcc).toFixed(2)}%  lr ${r.lr.toPrecision(3)}  ${r.imagesPerSec.toFixed(1)} img/s  ${r.seconds.toFixed(1)} s${allreduce}${lost}`
+  );
+}
+
+/** What `dtrain run` prints when the job lost workers (or took in new ones) and continued. */
+export function formatRegroupLine(r: Regrouped): string {
+  return (
+    `dtrain: epoch ${r.epoch + 1}: continuing with ${r.workers} worker${r.workers === 1 ? '' : 's'} after step ${r.step}, ${r.lostSteps} lost step${r.lostSteps === 1 ? '' : 's'}` +
+    (r.lost.length ? `; lost ${r.lost.join('; ')}` : '') +
+    (r.joined.length ? `; joined ${r.joined.join(', ')}` : '') +
+    ` (resumed ${((r.resumedAtMs - r.detectedAtMs) / 1000).toFixed(1)} s after the loss was noticed)`
   );
 }
 

@@ -12,7 +12,7 @@ import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 
 export default class CoordinatorCommand extends DtrainCommand {
   static override summary = 'Run the cluster coordinator: gRPC server for workers and jobs (long-running).';
-  static override description = `Workers register with \`dtrain worker --coordinator HOST:PORT\`; jobs come from \`dtrain run --coordinator HOST:PORT\`. A worker that sends no heartbeat for --heartbeat-timeout seconds is declared dead (its job fails). SIGINT/SIGTERM end every worker session, so the workers exit too. Every call must carry the cluster token ($DTRAIN_TOKEN or --token-file); without a token the coordinator serves loopback callers only.`;
+  static override description = `Workers register with \`dtrain worker --coordinator HOST:PORT\`; jobs come from \`dtrain run --coordinator HOST:PORT\`. A worker that sends no heartbeat for --heartbeat-timeout seconds, or whose session ends, is declared dead; its job continues with the other workers (elastic, see dtrain run --min-workers) unless it was submitted with --no-elastic. SIGINT/SIGTERM end every worker session, so the workers exit too. Every call must carry the cluster token ($DTRAIN_TOKEN or --token-file); without a token the coordinator serves loopback callers only.`;
   static override examples = ['<%= config.bin %> coordinator --port 50051', '<%= config.bin %> coordinator --host 0.0.0.0 --port 50051 --heartbeat-timeout 10'];
   static override flags = {
     host: Flags.string({description: 'Interface to listen on (0.0.0.0 for all).', default: '127.0.0.1'}),

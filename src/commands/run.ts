@@ -4,11 +4,12 @@ import {Flags, type Interfaces} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
-import {backendFlag, coordinatorSecurityFlags, dataDirFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
-import {formatEpochLine, formatPerClassTable, stepProgressPrinter} from '../cli/run-report.js';
+import {backendFlag, coordinatorSecurityFlags, dataDirFlag, precisionFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
+import {formatEpochLine, formatPerClassTable, formatRegroupLine, stepProgressPrinter} from '../cli/run-report.js';
 import {DATA_SOURCES, type DataSource} from '../data/index.js';
 import type {BackendChoice} from '../engine/backend.js';
 import {describeBackend} from '../engine/backend.js';
+import type {Precision} from '../engine/precision.js';
 import {type ModelSize, parseModelSize} from '../model/architecture.js';
 import {DEFAULT_KEEP_CHECKPOINTS} from '../coordinator/checkpoint.js';
 import {resolveClientSecurity} from '../coordinator/auth.js';
@@ -46,6 +47,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     seed: Flags.integer({description: 'Seed of initialisation, data order and augmentation.', default: 0}),
     backend: backendFlag,
     'require-backend': requireBackendFlag,
+    precision: precisionFlag,
     'run-dir': Flags.string({description: 'Where history and checkpoints go (default runs/<time>).'}),
     workers: Flags.integer({char: 'w', description: 'Data-parallel workers: the global batch is split over them, gradients averaged over a ZeroMQ ring. Without --coordinator, a local coordinator and N worker processes are started for the job and stopped afterwards. 1 (without --coordinator, --checkpoint-dir or --resume) trains in this process.', default: 1}),
     coordinator: Flags.string({char: 'c', description: 'Submit to a running coordinator HOST:PORT (dtrain cluster up / dtrain coordinator) instead of starting one.'}),
@@ -59,6 +61,13 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     }),
     resume: Flags.boolean({description: 'Cluster runs: continue from the latest valid checkpoint in --checkpoint-dir at the next epoch (a damaged one is refused and the previous epoch used).', default: false}),
     'keep-checkpoints': Flags.integer({description: 'Cluster runs: keep the checkpoints of the K newest epochs in --checkpoint-dir, delete older ones.', default: DEFAULT_KEEP_CHECKPOINTS}),
+    elastic: Flags.boolean({
+      description: 'Cluster runs: when a worker is lost the job continues with the others (the step in flight is redone, the rest of the epoch re-sharded with the same global batch). --no-elastic fails the job instead.',
+      default: true,
+      allowNo: true,
+    }),
+    'min-workers': Flags.integer({description: 'Cluster runs: with fewer workers left the job pauses until workers register (they join with the current weights), at most --rejoin-timeout seconds.', default: 1}),
+    'rejoin-timeout': Flags.integer({description: 'Cluster runs: seconds a job paused for --min-workers waits before it fails (its checkpoints stay).', default: 120}),
   };
 
   async run(): Promise<LocalRunResult | ClusterRunResult> {
@@ -75,6 +84,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     check(flags.workers >= 1, `--workers must be at least 1, got ${flags.workers}`, 'e.g. --workers 2');
     check(flags['batch-size'] >= flags.workers, `--batch-size (${flags['batch-size']}) must be at least --workers (${flags.workers})`, 'each worker needs at least one image per step');
     check(flags['keep-checkpoints'] >= 1, `--keep-checkpoints must be at least 1, got ${flags['keep-checkpoints']}`, `e.g. --keep-checkpoints ${DEFAULT_KEEP_CHECKPOINTS}`);
+    check(flags['min-workers'] >= 1 && flags['min-workers'] <= flags.workers, `--min-workers must be between 1 and --workers (${flags.workers}), got ${flags['min-workers']}`, 'e.g. --workers 3 --min-workers 2');
+    check(flags['rejoin-timeout'] >= 1, `--rejoin-timeout must be at least 1 second, got ${flags['rejoin-timeout']}`, 'the default is 120');
     check(!flags.resume || Boolean(flags['checkpoint-dir'] ?? flags['run-dir']), '--resume needs the directory of the checkpoint to continue from', 'pass --checkpoint-dir DIR (or the --run-dir of the run)');
     const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
     if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
@@ -83,8 +94,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     const result = await runLocal(
       {...sharedRunOptions(flags), size, lr, momentum, weightDecay, runDir},
       {
-        onStart: ({backend, trainCount, testCount, source}) => {
-          this.progress(`dtrain: ${describeBackend(backend)}`);
+        onStart: ({backend, precision, trainCount, testCount, source}) => {
+          this.progress(`dtrain: ${describeBackend(backend)}; precision ${precision}`);
           this.progress(`dtrain: ShuffleNetV2 size ${size}, ${trainCount} train / ${testCount} test images from ${source}, batch ${flags['batch-size']}, run dir ${runDir}`);
         },
         onStep: stepProgressPrinter((line) => this.progress(line)),
@@ -112,6 +123,9 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         checkpointDir,
         resume: flags.resume,
         keepCheckpoints: flags['keep-checkpoints'],
+        elastic: flags.elastic,
+        minWorkers: flags['min-workers'],
+        rejoinTimeoutMs: flags['rejoin-timeout'] * 1000,
       },
       {
         onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
@@ -128,6 +142,8 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         },
         onStep: (p) => printStep({...p, imagesPerSec: p.images / Math.max(p.seconds, 1e-9)}),
         onEpoch: (r) => this.log(formatEpochLine(r, flags.epochs)),
+        onRegrouped: (r) => this.progress(formatRegroupLine(r)),
+        onPaused: (p) => this.progress(`dtrain: job paused in epoch ${p.epoch + 1}: waiting for workers: have ${p.have}, need ${p.need}, timeout ${p.timeoutS} s (start one with \`dtrain worker --coordinator ADDRESS\`)`),
       },
     );
     if (process.exitCode === 130) throw new UserError('interrupted; the local cluster was stopped', {exitCode: 130});
@@ -151,5 +167,6 @@ function sharedRunOptions(flags: Interfaces.InferredFlags<typeof RunCommand.flag
     seed: flags.seed,
     backend: flags.backend as BackendChoice,
     requireBackend: flags['require-backend'],
+    precision: flags.precision as Precision,
   };
 }

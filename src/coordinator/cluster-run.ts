@@ -3,7 +3,7 @@ import {join, resolve} from 'node:path';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
-import type {EpochResult, JobAccepted, StepDone} from '../gen/dtrain.js';
+import type {EpochResult, JobAccepted, Paused, Regrouped, StepDone} from '../gen/dtrain.js';
 import type {LocalRunOptions} from '../worker/local-run.js';
 import type {ClientSecurity} from './auth.js';
 import {submitJob} from './client.js';
@@ -20,6 +20,12 @@ export interface ClusterRunOptions extends LocalRunOptions {
   /** Epochs of checkpoints kept in checkpointDir (default DEFAULT_KEEP_CHECKPOINTS). */
   keepCheckpoints?: number;
   heartbeatTimeoutMs?: number;
+  /** Default true: a lost worker does not fail the job, the others continue (--no-elastic: false). */
+  elastic: boolean;
+  /** Fewer workers than this: the job pauses for workers to register (default 1). */
+  minWorkers: number;
+  /** Longest such pause before the job fails. */
+  rejoinTimeoutMs: number;
   /** Local cluster only: the coordinator's metrics port, worker i takes localWorkerMetricsPort(i, it); 0 / unset: free ports. */
   metricsPort?: number;
   /** Extra environment for the local cluster's processes. */
@@ -42,6 +48,10 @@ export interface ClusterEpoch {
   allreduceSeconds: number;
   checkpoint: string;
   perClassAcc: Record<string, number>;
+  /** Steps undone and recomputed after worker losses in this epoch. */
+  lostSteps: number;
+  /** Workers at the end of the epoch. */
+  workers: number;
 }
 
 export interface ClusterRunResult {
@@ -57,6 +67,8 @@ export interface ClusterRunResult {
   testLoss: number;
   perClassAcc: Record<string, number>;
   checkpoint: string;
+  /** Every time the job lost workers (or took in new ones) and continued. */
+  regroups: Regrouped[];
   /** The processes of the local cluster started for this run (all stopped when it returns). */
   localPids: number[];
 }
@@ -66,6 +78,8 @@ export interface ClusterRunEvents {
   onAccepted?(a: JobAccepted & {address: string; local: boolean}): void;
   onStep?(s: StepDone): void;
   onEpoch?(e: ClusterEpoch): void;
+  onRegrouped?(r: Regrouped): void;
+  onPaused?(p: Paused): void;
 }
 
 /**
@@ -78,7 +92,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   const controller = new AbortController();
   const cluster = options.coordinator
     ? undefined
-    : await startLocalCluster({workers: options.workers, backend: options.backend, requireBackend: options.requireBackend, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
+    : await startLocalCluster({workers: options.workers, backend: options.backend, requireBackend: options.requireBackend, precision: options.precision, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
   if (cluster) events.onLocalCluster?.({address: cluster.address, pids: cluster.processes.map((p) => p.pid), logDir: join(options.runDir, 'cluster-logs')});
   let interrupted: string | undefined;
   let history = Promise.resolve();
@@ -88,10 +102,13 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  // A local worker that exits before the job ends (e.g. --require-backend refused this machine)
-  // fails the run at once with the end of its log, instead of waiting out the coordinator.
+  // A local worker that exits before the job starts (e.g. --require-backend refused this machine), or
+  // at any time when the job is not elastic, fails the run at once with the end of its log, instead
+  // of waiting out the coordinator. An elastic job survives it: the coordinator regroups.
   let workerExit: Promise<string> | undefined;
+  let accepted: JobAccepted | undefined;
   const onWorkerExit = (info: ClusterProcessInfo) => () => {
+    if (accepted && options.elastic) return;
     workerExit ??= readFile(info.log ?? '', 'utf8').then(
       (log) => `local worker (pid ${info.pid}) exited: ${log.trim().split('\n').filter((l) => !l.startsWith('Warning:')).slice(-2).join(' | ')}`,
       () => `local worker (pid ${info.pid}) exited`,
@@ -112,7 +129,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   });
   const address = options.coordinator ?? cluster!.address;
   const epochs: ClusterEpoch[] = [];
-  let accepted: JobAccepted | undefined;
+  const regroups: Regrouped[] = [];
   let finished: {testAcc: number; testLoss: number; perClassAcc: Record<string, number>; checkpoint: string} | undefined;
   try {
     await submitJob(
@@ -133,6 +150,9 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
         waitMs: cluster ? 120_000 : 30_000,
         runDir: '',
         keepCheckpoints: options.keepCheckpoints ?? 0,
+        failOnWorkerLoss: !options.elastic,
+        minWorkers: options.minWorkers,
+        rejoinTimeoutMs: options.rejoinTimeoutMs,
       },
       (p) => {
         if (p.accepted) {
@@ -140,6 +160,11 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
           events.onAccepted?.({...p.accepted, address, local: !cluster});
         }
         if (p.step) events.onStep?.(p.step);
+        if (p.regrouped) {
+          regroups.push(p.regrouped);
+          events.onRegrouped?.(p.regrouped);
+        }
+        if (p.paused) events.onPaused?.(p.paused);
         if (p.epoch) {
           const e = toEpoch(p.epoch);
           epochs.push(e);
@@ -157,7 +182,8 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
             testAccuracy: e.testAcc,
             perClass: e.perClassAcc,
             checkpoint: e.checkpoint,
-            workers: options.workers,
+            workers: e.workers,
+            lostSteps: e.lostSteps,
             allreduceSeconds: e.allreduceSeconds,
           };
           history = history.then(() => appendFile(join(options.runDir, 'history.jsonl'), JSON.stringify(record) + '\n'));
@@ -190,7 +216,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
   const w0 = accepted?.workers[0];
   const perClassAcc = finished?.perClassAcc ?? {};
   return {
-    workers: options.workers,
+    workers: epochs.at(-1)?.workers ?? options.workers,
     backend: w0?.backend ?? '',
     device: w0?.device ?? '',
     size: options.size,
@@ -202,6 +228,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
     testLoss: finished?.testLoss ?? Number.NaN,
     perClassAcc: Object.fromEntries(CIFAR10_CLASSES.map((c) => [c, perClassAcc[c] ?? Number.NaN])),
     checkpoint: finished?.checkpoint ?? '',
+    regroups,
     localPids: cluster?.processes.map((p) => p.pid) ?? [],
   };
 }
@@ -221,5 +248,7 @@ function toEpoch(r: EpochResult): ClusterEpoch {
     allreduceSeconds: r.allreduceSeconds,
     checkpoint: r.checkpoint,
     perClassAcc: Object.fromEntries(CIFAR10_CLASSES.map((c) => [c, r.perClassAcc[c] ?? Number.NaN])),
+    lostSteps: r.lostSteps,
+    workers: r.workers,
   };
 }

@@ -72,6 +72,8 @@ export interface StartClusterOptions {
   backend: string;
   /** Passed to every worker as --require-backend. */
   requireBackend?: string;
+  /** Passed to every worker as --precision. */
+  precision?: string;
   host?: string;
   port?: number;
   heartbeatTimeoutMs?: number;
@@ -143,7 +145,7 @@ export async function startLocalCluster(options: StartClusterOptions): Promise<L
     await rm(portFile, {force: true});
     cluster.port = port;
     cluster.address = `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend, ...(options.requireBackend ? ['--require-backend', options.requireBackend] : []), '--metrics-port', String(localWorkerMetricsPort(i, options.metricsPort ?? 0))], `worker-${i}`);
+    for (let i = 0; i < options.workers; i++) await launch('worker', ['--coordinator', cluster.address, '--backend', options.backend, ...(options.requireBackend ? ['--require-backend', options.requireBackend] : []), ...(options.precision ? ['--precision', options.precision] : []), '--metrics-port', String(localWorkerMetricsPort(i, options.metricsPort ?? 0))], `worker-${i}`);
     return cluster;
   } catch (err) {
     await cluster.stop(2000);

@@ -26,6 +26,10 @@ export function jobMetricsObserver(m: CoordinatorMetrics, spec: JobSpec): (p: Jo
       m.learningRate.set(spec.hyper?.lr ?? 0);
     }
     if (p.step) m.step.set(p.step.epoch * p.step.steps + p.step.step);
+    if (p.regrouped) {
+      m.regroups.inc();
+      m.lostSteps.inc(p.regrouped.lostSteps);
+    }
     if (p.epoch) {
       const e = p.epoch;
       m.epoch.set(e.epoch + 1);

@@ -78,6 +78,8 @@ export class WorkerRegistry {
     entry.onLost = undefined;
     entry.onMessage = undefined;
     try {
+      // If the process is only stopped (SIGSTOP, a frozen VM), it reads this on waking and leaves.
+      entry.stream?.write({stop: {jobId: entry.jobId ?? '', reason: `declared dead: ${why}`}});
       entry.stream?.end();
     } catch {
       // already closed

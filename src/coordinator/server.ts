@@ -156,7 +156,7 @@ export class CoordinatorServer {
         }
         const observe = this.metrics ? jobMetricsObserver(this.metrics, spec) : undefined;
         this.metrics?.setJobState('pending');
-        const job = new Job(`job-${++this.jobCounter}-${Date.now().toString(36)}`, spec, {publishDataset: (hash, blob) => this.datasets.set(hash, blob), log: this.log}, (p) => {
+        const job = new Job(`job-${++this.jobCounter}-${Date.now().toString(36)}`, spec, {publishDataset: (hash, blob) => this.datasets.set(hash, blob), idleWorkers: () => this.registry.idle(), log: this.log}, (p) => {
           observe?.(p);
           call.write(p);
         });
@@ -226,6 +226,7 @@ export class CoordinatorServer {
     if (spec.workers < 1) return `a job needs at least 1 worker, got ${spec.workers}`;
     if (h.globalBatch < spec.workers) return `the global batch (${h.globalBatch}) must be at least the number of workers (${spec.workers})`;
     if (spec.epochs < 1) return `epochs must be at least 1, got ${spec.epochs}`;
+    if (spec.minWorkers > spec.workers) return `--min-workers (${spec.minWorkers}) cannot exceed --workers (${spec.workers})`;
     if (!(SCHEDULERS as readonly string[]).includes(spec.scheduler)) return `unknown scheduler ${spec.scheduler} (use one of ${SCHEDULERS.join(', ')})`;
     if (!spec.checkpointDir) return 'the job needs a checkpoint directory';
     return undefined;

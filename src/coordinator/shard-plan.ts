@@ -5,6 +5,8 @@ export interface ShardPlanOptions {
   /** Training images in the dataset. */
   count: number;
   worldSize: number;
+  /** The epoch's order, when it is not the (seed, epoch) permutation: what earlier segments left (see continuedPlan). */
+  order?: Uint32Array;
   /** The global batch (the seed: 128), split over the ranks like nn.DataParallel. */
   globalBatch: number;
   seed: number;
@@ -42,16 +44,17 @@ export class ShardPlan {
   private readonly padded: Uint32Array;
 
   constructor(options: ShardPlanOptions) {
-    const {count, worldSize, globalBatch} = options;
+    const {worldSize, globalBatch} = options;
+    const count = options.order?.length ?? options.count;
     if (!(Number.isInteger(worldSize) && worldSize >= 1)) throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
-    if (!(Number.isInteger(count) && count >= 1)) throw new RangeError(`count must be a positive integer, got ${count}`);
+    if (!(Number.isInteger(count) && count >= (options.order ? 0 : 1))) throw new RangeError(`count must be a positive integer, got ${count}`);
     if (!(Number.isInteger(globalBatch) && globalBatch >= worldSize)) {
       throw new RangeError(`the global batch (${globalBatch}) must be at least the number of workers (${worldSize})`);
     }
     this.count = count;
     this.worldSize = worldSize;
     this.globalBatch = globalBatch;
-    this.order = options.shuffle === false ? Uint32Array.from({length: count}, (_, i) => i) : new Random(epochSeed(options.seed, options.epoch, 'order')).permutation(count);
+    this.order = options.order ?? (options.shuffle === false ? Uint32Array.from({length: count}, (_, i) => i) : new Random(epochSeed(options.seed, options.epoch, 'order')).permutation(count));
     this.total = Math.ceil(count / worldSize) * worldSize;
     this.padded = new Uint32Array(this.total);
     for (let i = 0; i < this.total; i++) this.padded[i] = this.order[i % count];
@@ -95,9 +98,40 @@ export class ShardPlan {
     return (counts[rank] * this.worldSize) / sum;
   }
 
+  /**
+   * What steps ≥ stepsDone would still have trained: the padded positions not yet consumed, in
+   * permutation order (padding included, so no image of the schedule is dropped).
+   */
+  remaining(stepsDone: number): Uint32Array {
+    const out: number[] = [];
+    const consumed = Array.from({length: this.worldSize}, (_, r) => Math.min(this.shardSize, stepsDone * this.rankBatch(r)));
+    for (let p = 0; p < this.total; p++) if (Math.floor(p / this.worldSize) >= consumed[p % this.worldSize]) out.push(this.padded[p]);
+    return Uint32Array.from(out);
+  }
+
   private checkRank(rank: number): void {
     if (!(Number.isInteger(rank) && rank >= 0 && rank < this.worldSize)) throw new RangeError(`rank ${rank} outside 0..${this.worldSize - 1}`);
   }
+}
+
+/** A part of an epoch trained with one world size; a regroup ends it. */
+export interface EpochSegment {
+  worldSize: number;
+  /** Steps completed in it. */
+  steps: number;
+}
+
+/**
+ * The plan of the rest of an epoch after `segments` (earlier parts, each ended by a regroup): the
+ * epoch's permutation as the first plan had it, minus what each segment's completed steps consumed,
+ * sharded again over `worldSize` ranks with the same global batch. No segments: the whole epoch.
+ */
+export function continuedPlan(base: Omit<ShardPlanOptions, 'worldSize' | 'order'>, segments: readonly EpochSegment[], worldSize: number): ShardPlan {
+  let plan = new ShardPlan({...base, worldSize: segments[0]?.worldSize ?? worldSize});
+  segments.forEach((segment, i) => {
+    plan = new ShardPlan({...base, order: plan.remaining(segment.steps), worldSize: segments[i + 1]?.worldSize ?? worldSize});
+  });
+  return plan;
 }
 
 /** Test-set sharding for distributed eval: rank r takes r, r+N, … (no padding: every image counted once). */

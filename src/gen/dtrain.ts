@@ -35,7 +35,8 @@ export const protobufFileName = "dtrain.proto";
 /** Bumped on any incompatible change; the coordinator refuses other versions. */
 export enum ProtocolVersion {
   PROTOCOL_VERSION_UNSPECIFIED = 0,
-  PROTOCOL_VERSION_CURRENT = 1,
+  /** PROTOCOL_VERSION_CURRENT - 2: elastic jobs (Halt, Regroup) */
+  PROTOCOL_VERSION_CURRENT = 2,
   UNRECOGNIZED = -1,
 }
 
@@ -44,7 +45,7 @@ export function protocolVersionFromJSON(object: any): ProtocolVersion {
     case 0:
     case "PROTOCOL_VERSION_UNSPECIFIED":
       return ProtocolVersion.PROTOCOL_VERSION_UNSPECIFIED;
-    case 1:
+    case 2:
     case "PROTOCOL_VERSION_CURRENT":
       return ProtocolVersion.PROTOCOL_VERSION_CURRENT;
     case -1:
@@ -98,6 +99,7 @@ export interface WorkerMessage {
   epochDone?: EpochDone | undefined;
   error?: JobError | undefined;
   nonFiniteLoss?: NonFiniteLoss | undefined;
+  halted?: Halted | undefined;
 }
 
 export interface Hello {
@@ -121,11 +123,18 @@ export interface HeartbeatResponse {
 export interface RingBound {
   jobId: string;
   endpoint: string;
-  /** Rank 0 of a fresh job: its initial weights (safetensors bytes, PyTorch names), broadcast to the others. */
+  /**
+   * Rank 0 of a fresh job: its initial weights (safetensors bytes, PyTorch names), broadcast to the others.
+   * Rank 0 of a regroup with newcomers: its current weights and BN buffers, and in `optimizer` its momentum.
+   */
   initialState: Buffer;
+  optimizer: Buffer;
 }
 
-/** After ConnectRing: connected to the successor, weights loaded; checksum of the weights. */
+/**
+ * After ConnectRing: connected to the successor, weights loaded; sha256 of the weights and momentum
+ * (BN running statistics may differ between ranks mid-epoch: they are averaged at its end).
+ */
 export interface JobReady {
   jobId: string;
   checksum: string;
@@ -167,6 +176,16 @@ export interface EpochDone {
   optimizer: Buffer;
 }
 
+/** After Halt: the epoch's training is stopped and the half-done step undone. */
+export interface Halted {
+  jobId: string;
+  epoch: number;
+  /** steps completed in the current segment of the epoch */
+  stepsDone: number;
+  /** a step had started (and was undone) */
+  inFlight: boolean;
+}
+
 export interface JobError {
   jobId: string;
   message: string;
@@ -193,6 +212,8 @@ export interface CoordinatorCommand {
   connect?: ConnectRing | undefined;
   runEpoch?: RunEpoch | undefined;
   stop?: StopJob | undefined;
+  halt?: Halt | undefined;
+  regroup?: Regroup | undefined;
 }
 
 export interface HyperParameters {
@@ -234,6 +255,31 @@ export interface ConnectRing {
   optimizer: Buffer;
   /** every rank's endpoint in rank order (names a silent predecessor) */
   ringEndpoints: string[];
+  /** bumped at every regroup; part of the all-reduce tag */
+  generation: number;
+}
+
+/** A peer was lost: stop training now (the ring is torn down), undo the step in flight, answer Halted. */
+export interface Halt {
+  jobId: string;
+  reason: string;
+  /** the epoch being trained; a worker past it (epoch boundary) undoes nothing */
+  epoch: number;
+}
+
+/**
+ * Continue in a re-formed ring: roll back to `steps_done` completed steps of the current segment,
+ * take the new rank and world size, bind a fresh ring inbox and answer RingBound.
+ */
+export interface Regroup {
+  jobId: string;
+  rank: number;
+  worldSize: number;
+  stepsDone: number;
+  /** rank 0 with newcomers: attach weights and momentum to RingBound */
+  sendState: boolean;
+  /** every rank's CURVE public key in the new rank order */
+  ringPublicKeys: string[];
 }
 
 export interface RunEpoch {
@@ -242,6 +288,17 @@ export interface RunEpoch {
   lr: number;
   /** rank 0 attaches weights and optimizer state to EpochDone */
   checkpoint: boolean;
+  /**
+   * The epoch's earlier segments (a regroup ends one): this RunEpoch trains what they left of the
+   * epoch's permutation (continuedPlan in src/coordinator/shard-plan.ts). Empty: the whole epoch.
+   */
+  doneSegments: EpochSegment[];
+}
+
+export interface EpochSegment {
+  worldSize: number;
+  /** steps completed with that world size */
+  steps: number;
 }
 
 export interface StopJob {
@@ -271,6 +328,12 @@ export interface JobSpec {
   runDir: string;
   /** newest epochs kept in checkpoint_dir (0 = the default, 3) */
   keepCheckpoints: number;
+  /** false (default): elastic, the job continues with the survivors */
+  failOnWorkerLoss: boolean;
+  /** fewer survivors than this: pause for rejoining workers (0 = 1) */
+  minWorkers: number;
+  /** longest pause before the job fails (0 = 120 s) */
+  rejoinTimeoutMs: number;
 }
 
 export interface WorkerInfo {
@@ -321,11 +384,42 @@ export interface EpochResult {
   /** mean over ranks */
   allreduceSeconds: number;
   steps: number;
+  /** steps undone and recomputed after worker losses this epoch */
+  lostSteps: number;
+  /** world size at the end of the epoch */
+  workers: number;
 }
 
 export interface EpochResult_PerClassAccEntry {
   key: string;
   value: number;
+}
+
+/** The job lost workers and continues with the rest (elastic), possibly with newcomers. */
+export interface Regrouped {
+  epoch: number;
+  /** steps of the epoch completed before the loss (kept) */
+  step: number;
+  /** steps undone (the one in flight) */
+  lostSteps: number;
+  /** "worker-2 (rank 1 on host h): why" */
+  lost: string[];
+  /** worker ids that joined */
+  joined: string[];
+  /** new world size */
+  workers: number;
+  /** epoch ms when the coordinator noticed the first loss */
+  detectedAtMs: number;
+  /** epoch ms when the re-formed ring was verified (checksums equal) */
+  resumedAtMs: number;
+}
+
+/** Too few workers: the job waits for workers to register. */
+export interface Paused {
+  epoch: number;
+  have: number;
+  need: number;
+  timeoutS: number;
 }
 
 export interface JobFinished {
@@ -346,6 +440,8 @@ export interface JobProgress {
   step?: StepDone | undefined;
   epoch?: EpochResult | undefined;
   finished?: JobFinished | undefined;
+  regrouped?: Regrouped | undefined;
+  paused?: Paused | undefined;
 }
 
 export interface JobInfo {
@@ -713,6 +809,7 @@ function createBaseWorkerMessage(): WorkerMessage {
     epochDone: undefined,
     error: undefined,
     nonFiniteLoss: undefined,
+    halted: undefined,
   };
 }
 
@@ -744,6 +841,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
     }
     if (message.nonFiniteLoss !== undefined) {
       NonFiniteLoss.encode(message.nonFiniteLoss, writer.uint32(74).fork()).join();
+    }
+    if (message.halted !== undefined) {
+      Halted.encode(message.halted, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -833,6 +933,14 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
             message.nonFiniteLoss = NonFiniteLoss.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.halted = Halted.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -872,6 +980,7 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
         : isSet(object.non_finite_loss)
         ? NonFiniteLoss.fromJSON(object.non_finite_loss)
         : undefined,
+      halted: isSet(object.halted) ? Halted.fromJSON(object.halted) : undefined,
     };
   },
 
@@ -904,6 +1013,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
     if (message.nonFiniteLoss !== undefined) {
       obj.nonFiniteLoss = NonFiniteLoss.toJSON(message.nonFiniteLoss);
     }
+    if (message.halted !== undefined) {
+      obj.halted = Halted.toJSON(message.halted);
+    }
     return obj;
   },
 
@@ -932,6 +1044,9 @@ export const WorkerMessage: MessageFns<WorkerMessage> = {
       : undefined;
     message.nonFiniteLoss = (object.nonFiniteLoss !== undefined && object.nonFiniteLoss !== null)
       ? NonFiniteLoss.fromPartial(object.nonFiniteLoss)
+      : undefined;
+    message.halted = (object.halted !== undefined && object.halted !== null)
+      ? Halted.fromPartial(object.halted)
       : undefined;
     return message;
   },
@@ -1223,7 +1338,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseRingBound(): RingBound {
-  return { jobId: "", endpoint: "", initialState: Buffer.alloc(0) };
+  return { jobId: "", endpoint: "", initialState: Buffer.alloc(0), optimizer: Buffer.alloc(0) };
 }
 
 export const RingBound: MessageFns<RingBound> = {
@@ -1236,6 +1351,9 @@ export const RingBound: MessageFns<RingBound> = {
     }
     if (message.initialState.length !== 0) {
       writer.uint32(26).bytes(message.initialState);
+    }
+    if (message.optimizer.length !== 0) {
+      writer.uint32(34).bytes(message.optimizer);
     }
     return writer;
   },
@@ -1277,6 +1395,14 @@ export const RingBound: MessageFns<RingBound> = {
             message.initialState = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.optimizer = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1302,6 +1428,7 @@ export const RingBound: MessageFns<RingBound> = {
         : isSet(object.initial_state)
         ? Buffer.from(bytesFromBase64(object.initial_state))
         : Buffer.alloc(0),
+      optimizer: isSet(object.optimizer) ? Buffer.from(bytesFromBase64(object.optimizer)) : Buffer.alloc(0),
     };
   },
 
@@ -1316,6 +1443,9 @@ export const RingBound: MessageFns<RingBound> = {
     if (message.initialState.length !== 0) {
       obj.initialState = base64FromBytes(message.initialState);
     }
+    if (message.optimizer.length !== 0) {
+      obj.optimizer = base64FromBytes(message.optimizer);
+    }
     return obj;
   },
 
@@ -1327,6 +1457,7 @@ export const RingBound: MessageFns<RingBound> = {
     message.jobId = object.jobId ?? "";
     message.endpoint = object.endpoint ?? "";
     message.initialState = object.initialState ?? Buffer.alloc(0);
+    message.optimizer = object.optimizer ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1941,6 +2072,135 @@ export const EpochDone: MessageFns<EpochDone> = {
   },
 };
 
+function createBaseHalted(): Halted {
+  return { jobId: "", epoch: 0, stepsDone: 0, inFlight: false };
+}
+
+export const Halted: MessageFns<Halted> = {
+  encode(message: Halted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    if (message.stepsDone !== 0) {
+      writer.uint32(24).uint32(message.stepsDone);
+    }
+    if (message.inFlight !== false) {
+      writer.uint32(32).bool(message.inFlight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Halted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHalted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stepsDone = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inFlight = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Halted {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      stepsDone: isSet(object.stepsDone)
+        ? globalThis.Number(object.stepsDone)
+        : isSet(object.steps_done)
+        ? globalThis.Number(object.steps_done)
+        : 0,
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Boolean(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Boolean(object.in_flight)
+        : false,
+    };
+  },
+
+  toJSON(message: Halted): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.stepsDone !== 0) {
+      obj.stepsDone = Math.round(message.stepsDone);
+    }
+    if (message.inFlight !== false) {
+      obj.inFlight = message.inFlight;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Halted>, I>>(base?: I): Halted {
+    return Halted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Halted>, I>>(object: I): Halted {
+    const message = createBaseHalted();
+    message.jobId = object.jobId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.stepsDone = object.stepsDone ?? 0;
+    message.inFlight = object.inFlight ?? false;
+    return message;
+  },
+};
+
 function createBaseJobError(): JobError {
   return { jobId: "", message: "" };
 }
@@ -2168,7 +2428,14 @@ export const NonFiniteLoss: MessageFns<NonFiniteLoss> = {
 };
 
 function createBaseCoordinatorCommand(): CoordinatorCommand {
-  return { start: undefined, connect: undefined, runEpoch: undefined, stop: undefined };
+  return {
+    start: undefined,
+    connect: undefined,
+    runEpoch: undefined,
+    stop: undefined,
+    halt: undefined,
+    regroup: undefined,
+  };
 }
 
 export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
@@ -2184,6 +2451,12 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
     }
     if (message.stop !== undefined) {
       StopJob.encode(message.stop, writer.uint32(34).fork()).join();
+    }
+    if (message.halt !== undefined) {
+      Halt.encode(message.halt, writer.uint32(42).fork()).join();
+    }
+    if (message.regroup !== undefined) {
+      Regroup.encode(message.regroup, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2233,6 +2506,22 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
             message.stop = StopJob.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.halt = Halt.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.regroup = Regroup.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2255,6 +2544,8 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
         ? RunEpoch.fromJSON(object.run_epoch)
         : undefined,
       stop: isSet(object.stop) ? StopJob.fromJSON(object.stop) : undefined,
+      halt: isSet(object.halt) ? Halt.fromJSON(object.halt) : undefined,
+      regroup: isSet(object.regroup) ? Regroup.fromJSON(object.regroup) : undefined,
     };
   },
 
@@ -2271,6 +2562,12 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
     }
     if (message.stop !== undefined) {
       obj.stop = StopJob.toJSON(message.stop);
+    }
+    if (message.halt !== undefined) {
+      obj.halt = Halt.toJSON(message.halt);
+    }
+    if (message.regroup !== undefined) {
+      obj.regroup = Regroup.toJSON(message.regroup);
     }
     return obj;
   },
@@ -2290,6 +2587,10 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
       ? RunEpoch.fromPartial(object.runEpoch)
       : undefined;
     message.stop = (object.stop !== undefined && object.stop !== null) ? StopJob.fromPartial(object.stop) : undefined;
+    message.halt = (object.halt !== undefined && object.halt !== null) ? Halt.fromPartial(object.halt) : undefined;
+    message.regroup = (object.regroup !== undefined && object.regroup !== null)
+      ? Regroup.fromPartial(object.regroup)
+      : undefined;
     return message;
   },
 };
@@ -2743,7 +3044,14 @@ export const StartJob: MessageFns<StartJob> = {
 };
 
 function createBaseConnectRing(): ConnectRing {
-  return { jobId: "", successorEndpoint: "", state: Buffer.alloc(0), optimizer: Buffer.alloc(0), ringEndpoints: [] };
+  return {
+    jobId: "",
+    successorEndpoint: "",
+    state: Buffer.alloc(0),
+    optimizer: Buffer.alloc(0),
+    ringEndpoints: [],
+    generation: 0,
+  };
 }
 
 export const ConnectRing: MessageFns<ConnectRing> = {
@@ -2762,6 +3070,9 @@ export const ConnectRing: MessageFns<ConnectRing> = {
     }
     for (const v of message.ringEndpoints) {
       writer.uint32(42).string(v!);
+    }
+    if (message.generation !== 0) {
+      writer.uint32(48).uint32(message.generation);
     }
     return writer;
   },
@@ -2819,6 +3130,14 @@ export const ConnectRing: MessageFns<ConnectRing> = {
             message.ringEndpoints.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.generation = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2850,6 +3169,7 @@ export const ConnectRing: MessageFns<ConnectRing> = {
         : globalThis.Array.isArray(object?.ring_endpoints)
         ? object.ring_endpoints.map((e: any) => globalThis.String(e))
         : [],
+      generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
     };
   },
 
@@ -2870,6 +3190,9 @@ export const ConnectRing: MessageFns<ConnectRing> = {
     if (message.ringEndpoints?.length) {
       obj.ringEndpoints = message.ringEndpoints;
     }
+    if (message.generation !== 0) {
+      obj.generation = Math.round(message.generation);
+    }
     return obj;
   },
 
@@ -2883,12 +3206,287 @@ export const ConnectRing: MessageFns<ConnectRing> = {
     message.state = object.state ?? Buffer.alloc(0);
     message.optimizer = object.optimizer ?? Buffer.alloc(0);
     message.ringEndpoints = object.ringEndpoints?.map((e) => e) || [];
+    message.generation = object.generation ?? 0;
+    return message;
+  },
+};
+
+function createBaseHalt(): Halt {
+  return { jobId: "", reason: "", epoch: 0 };
+}
+
+export const Halt: MessageFns<Halt> = {
+  encode(message: Halt, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(24).uint32(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Halt {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHalt();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Halt {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+    };
+  },
+
+  toJSON(message: Halt): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Halt>, I>>(base?: I): Halt {
+    return Halt.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Halt>, I>>(object: I): Halt {
+    const message = createBaseHalt();
+    message.jobId = object.jobId ?? "";
+    message.reason = object.reason ?? "";
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseRegroup(): Regroup {
+  return { jobId: "", rank: 0, worldSize: 0, stepsDone: 0, sendState: false, ringPublicKeys: [] };
+}
+
+export const Regroup: MessageFns<Regroup> = {
+  encode(message: Regroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.rank !== 0) {
+      writer.uint32(16).uint32(message.rank);
+    }
+    if (message.worldSize !== 0) {
+      writer.uint32(24).uint32(message.worldSize);
+    }
+    if (message.stepsDone !== 0) {
+      writer.uint32(32).uint32(message.stepsDone);
+    }
+    if (message.sendState !== false) {
+      writer.uint32(40).bool(message.sendState);
+    }
+    for (const v of message.ringPublicKeys) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Regroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rank = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.worldSize = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.stepsDone = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sendState = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ringPublicKeys.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Regroup {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : 0,
+      worldSize: isSet(object.worldSize)
+        ? globalThis.Number(object.worldSize)
+        : isSet(object.world_size)
+        ? globalThis.Number(object.world_size)
+        : 0,
+      stepsDone: isSet(object.stepsDone)
+        ? globalThis.Number(object.stepsDone)
+        : isSet(object.steps_done)
+        ? globalThis.Number(object.steps_done)
+        : 0,
+      sendState: isSet(object.sendState)
+        ? globalThis.Boolean(object.sendState)
+        : isSet(object.send_state)
+        ? globalThis.Boolean(object.send_state)
+        : false,
+      ringPublicKeys: globalThis.Array.isArray(object?.ringPublicKeys)
+        ? object.ringPublicKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ring_public_keys)
+        ? object.ring_public_keys.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Regroup): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.rank !== 0) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.worldSize !== 0) {
+      obj.worldSize = Math.round(message.worldSize);
+    }
+    if (message.stepsDone !== 0) {
+      obj.stepsDone = Math.round(message.stepsDone);
+    }
+    if (message.sendState !== false) {
+      obj.sendState = message.sendState;
+    }
+    if (message.ringPublicKeys?.length) {
+      obj.ringPublicKeys = message.ringPublicKeys;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Regroup>, I>>(base?: I): Regroup {
+    return Regroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Regroup>, I>>(object: I): Regroup {
+    const message = createBaseRegroup();
+    message.jobId = object.jobId ?? "";
+    message.rank = object.rank ?? 0;
+    message.worldSize = object.worldSize ?? 0;
+    message.stepsDone = object.stepsDone ?? 0;
+    message.sendState = object.sendState ?? false;
+    message.ringPublicKeys = object.ringPublicKeys?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseRunEpoch(): RunEpoch {
-  return { jobId: "", epoch: 0, lr: 0, checkpoint: false };
+  return { jobId: "", epoch: 0, lr: 0, checkpoint: false, doneSegments: [] };
 }
 
 export const RunEpoch: MessageFns<RunEpoch> = {
@@ -2904,6 +3502,9 @@ export const RunEpoch: MessageFns<RunEpoch> = {
     }
     if (message.checkpoint !== false) {
       writer.uint32(32).bool(message.checkpoint);
+    }
+    for (const v of message.doneSegments) {
+      EpochSegment.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2953,6 +3554,14 @@ export const RunEpoch: MessageFns<RunEpoch> = {
             message.checkpoint = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.doneSegments.push(EpochSegment.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2975,6 +3584,11 @@ export const RunEpoch: MessageFns<RunEpoch> = {
       epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
       lr: isSet(object.lr) ? globalThis.Number(object.lr) : 0,
       checkpoint: isSet(object.checkpoint) ? globalThis.Boolean(object.checkpoint) : false,
+      doneSegments: globalThis.Array.isArray(object?.doneSegments)
+        ? object.doneSegments.map((e: any) => EpochSegment.fromJSON(e))
+        : globalThis.Array.isArray(object?.done_segments)
+        ? object.done_segments.map((e: any) => EpochSegment.fromJSON(e))
+        : [],
     };
   },
 
@@ -2992,6 +3606,9 @@ export const RunEpoch: MessageFns<RunEpoch> = {
     if (message.checkpoint !== false) {
       obj.checkpoint = message.checkpoint;
     }
+    if (message.doneSegments?.length) {
+      obj.doneSegments = message.doneSegments.map((e) => EpochSegment.toJSON(e));
+    }
     return obj;
   },
 
@@ -3004,6 +3621,96 @@ export const RunEpoch: MessageFns<RunEpoch> = {
     message.epoch = object.epoch ?? 0;
     message.lr = object.lr ?? 0;
     message.checkpoint = object.checkpoint ?? false;
+    message.doneSegments = object.doneSegments?.map((e) => EpochSegment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEpochSegment(): EpochSegment {
+  return { worldSize: 0, steps: 0 };
+}
+
+export const EpochSegment: MessageFns<EpochSegment> = {
+  encode(message: EpochSegment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.worldSize !== 0) {
+      writer.uint32(8).uint32(message.worldSize);
+    }
+    if (message.steps !== 0) {
+      writer.uint32(16).uint32(message.steps);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EpochSegment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEpochSegment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.worldSize = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.steps = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EpochSegment {
+    return {
+      worldSize: isSet(object.worldSize)
+        ? globalThis.Number(object.worldSize)
+        : isSet(object.world_size)
+        ? globalThis.Number(object.world_size)
+        : 0,
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+    };
+  },
+
+  toJSON(message: EpochSegment): unknown {
+    const obj: any = {};
+    if (message.worldSize !== 0) {
+      obj.worldSize = Math.round(message.worldSize);
+    }
+    if (message.steps !== 0) {
+      obj.steps = Math.round(message.steps);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EpochSegment>, I>>(base?: I): EpochSegment {
+    return EpochSegment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EpochSegment>, I>>(object: I): EpochSegment {
+    const message = createBaseEpochSegment();
+    message.worldSize = object.worldSize ?? 0;
+    message.steps = object.steps ?? 0;
     return message;
   },
 };
@@ -3113,6 +3820,9 @@ function createBaseJobSpec(): JobSpec {
     waitMs: 0,
     runDir: "",
     keepCheckpoints: 0,
+    failOnWorkerLoss: false,
+    minWorkers: 0,
+    rejoinTimeoutMs: 0,
   };
 }
 
@@ -3159,6 +3869,15 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.keepCheckpoints !== 0) {
       writer.uint32(112).uint32(message.keepCheckpoints);
+    }
+    if (message.failOnWorkerLoss !== false) {
+      writer.uint32(120).bool(message.failOnWorkerLoss);
+    }
+    if (message.minWorkers !== 0) {
+      writer.uint32(128).uint32(message.minWorkers);
+    }
+    if (message.rejoinTimeoutMs !== 0) {
+      writer.uint32(136).uint32(message.rejoinTimeoutMs);
     }
     return writer;
   },
@@ -3288,6 +4007,30 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.keepCheckpoints = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.failOnWorkerLoss = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.minWorkers = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.rejoinTimeoutMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3344,6 +4087,21 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.keep_checkpoints)
         ? globalThis.Number(object.keep_checkpoints)
         : 0,
+      failOnWorkerLoss: isSet(object.failOnWorkerLoss)
+        ? globalThis.Boolean(object.failOnWorkerLoss)
+        : isSet(object.fail_on_worker_loss)
+        ? globalThis.Boolean(object.fail_on_worker_loss)
+        : false,
+      minWorkers: isSet(object.minWorkers)
+        ? globalThis.Number(object.minWorkers)
+        : isSet(object.min_workers)
+        ? globalThis.Number(object.min_workers)
+        : 0,
+      rejoinTimeoutMs: isSet(object.rejoinTimeoutMs)
+        ? globalThis.Number(object.rejoinTimeoutMs)
+        : isSet(object.rejoin_timeout_ms)
+        ? globalThis.Number(object.rejoin_timeout_ms)
+        : 0,
     };
   },
 
@@ -3391,6 +4149,15 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.keepCheckpoints !== 0) {
       obj.keepCheckpoints = Math.round(message.keepCheckpoints);
     }
+    if (message.failOnWorkerLoss !== false) {
+      obj.failOnWorkerLoss = message.failOnWorkerLoss;
+    }
+    if (message.minWorkers !== 0) {
+      obj.minWorkers = Math.round(message.minWorkers);
+    }
+    if (message.rejoinTimeoutMs !== 0) {
+      obj.rejoinTimeoutMs = Math.round(message.rejoinTimeoutMs);
+    }
     return obj;
   },
 
@@ -3415,6 +4182,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.waitMs = object.waitMs ?? 0;
     message.runDir = object.runDir ?? "";
     message.keepCheckpoints = object.keepCheckpoints ?? 0;
+    message.failOnWorkerLoss = object.failOnWorkerLoss ?? false;
+    message.minWorkers = object.minWorkers ?? 0;
+    message.rejoinTimeoutMs = object.rejoinTimeoutMs ?? 0;
     return message;
   },
 };
@@ -3945,6 +4715,8 @@ function createBaseEpochResult(): EpochResult {
     checkpoint: "",
     allreduceSeconds: 0,
     steps: 0,
+    lostSteps: 0,
+    workers: 0,
   };
 }
 
@@ -3991,6 +4763,12 @@ export const EpochResult: MessageFns<EpochResult> = {
     }
     if (message.steps !== 0) {
       writer.uint32(112).uint32(message.steps);
+    }
+    if (message.lostSteps !== 0) {
+      writer.uint32(120).uint32(message.lostSteps);
+    }
+    if (message.workers !== 0) {
+      writer.uint32(128).uint32(message.workers);
     }
     return writer;
   },
@@ -4123,6 +4901,22 @@ export const EpochResult: MessageFns<EpochResult> = {
             message.steps = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.lostSteps = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.workers = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4205,6 +4999,12 @@ export const EpochResult: MessageFns<EpochResult> = {
         ? globalThis.Number(object.allreduce_seconds)
         : 0,
       steps: isSet(object.steps) ? globalThis.Number(object.steps) : 0,
+      lostSteps: isSet(object.lostSteps)
+        ? globalThis.Number(object.lostSteps)
+        : isSet(object.lost_steps)
+        ? globalThis.Number(object.lost_steps)
+        : 0,
+      workers: isSet(object.workers) ? globalThis.Number(object.workers) : 0,
     };
   },
 
@@ -4258,6 +5058,12 @@ export const EpochResult: MessageFns<EpochResult> = {
     if (message.steps !== 0) {
       obj.steps = Math.round(message.steps);
     }
+    if (message.lostSteps !== 0) {
+      obj.lostSteps = Math.round(message.lostSteps);
+    }
+    if (message.workers !== 0) {
+      obj.workers = Math.round(message.workers);
+    }
     return obj;
   },
 
@@ -4288,6 +5094,8 @@ export const EpochResult: MessageFns<EpochResult> = {
     message.checkpoint = object.checkpoint ?? "";
     message.allreduceSeconds = object.allreduceSeconds ?? 0;
     message.steps = object.steps ?? 0;
+    message.lostSteps = object.lostSteps ?? 0;
+    message.workers = object.workers ?? 0;
     return message;
   },
 };
@@ -4373,6 +5181,320 @@ export const EpochResult_PerClassAccEntry: MessageFns<EpochResult_PerClassAccEnt
     const message = createBaseEpochResult_PerClassAccEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseRegrouped(): Regrouped {
+  return { epoch: 0, step: 0, lostSteps: 0, lost: [], joined: [], workers: 0, detectedAtMs: 0, resumedAtMs: 0 };
+}
+
+export const Regrouped: MessageFns<Regrouped> = {
+  encode(message: Regrouped, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint32(message.epoch);
+    }
+    if (message.step !== 0) {
+      writer.uint32(16).uint32(message.step);
+    }
+    if (message.lostSteps !== 0) {
+      writer.uint32(24).uint32(message.lostSteps);
+    }
+    for (const v of message.lost) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.joined) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.workers !== 0) {
+      writer.uint32(48).uint32(message.workers);
+    }
+    if (message.detectedAtMs !== 0) {
+      writer.uint32(56).uint64(message.detectedAtMs);
+    }
+    if (message.resumedAtMs !== 0) {
+      writer.uint32(64).uint64(message.resumedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Regrouped {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegrouped();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.step = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lostSteps = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lost.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.joined.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.workers = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.detectedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.resumedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Regrouped {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      lostSteps: isSet(object.lostSteps)
+        ? globalThis.Number(object.lostSteps)
+        : isSet(object.lost_steps)
+        ? globalThis.Number(object.lost_steps)
+        : 0,
+      lost: globalThis.Array.isArray(object?.lost) ? object.lost.map((e: any) => globalThis.String(e)) : [],
+      joined: globalThis.Array.isArray(object?.joined) ? object.joined.map((e: any) => globalThis.String(e)) : [],
+      workers: isSet(object.workers) ? globalThis.Number(object.workers) : 0,
+      detectedAtMs: isSet(object.detectedAtMs)
+        ? globalThis.Number(object.detectedAtMs)
+        : isSet(object.detected_at_ms)
+        ? globalThis.Number(object.detected_at_ms)
+        : 0,
+      resumedAtMs: isSet(object.resumedAtMs)
+        ? globalThis.Number(object.resumedAtMs)
+        : isSet(object.resumed_at_ms)
+        ? globalThis.Number(object.resumed_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Regrouped): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.lostSteps !== 0) {
+      obj.lostSteps = Math.round(message.lostSteps);
+    }
+    if (message.lost?.length) {
+      obj.lost = message.lost;
+    }
+    if (message.joined?.length) {
+      obj.joined = message.joined;
+    }
+    if (message.workers !== 0) {
+      obj.workers = Math.round(message.workers);
+    }
+    if (message.detectedAtMs !== 0) {
+      obj.detectedAtMs = Math.round(message.detectedAtMs);
+    }
+    if (message.resumedAtMs !== 0) {
+      obj.resumedAtMs = Math.round(message.resumedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Regrouped>, I>>(base?: I): Regrouped {
+    return Regrouped.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Regrouped>, I>>(object: I): Regrouped {
+    const message = createBaseRegrouped();
+    message.epoch = object.epoch ?? 0;
+    message.step = object.step ?? 0;
+    message.lostSteps = object.lostSteps ?? 0;
+    message.lost = object.lost?.map((e) => e) || [];
+    message.joined = object.joined?.map((e) => e) || [];
+    message.workers = object.workers ?? 0;
+    message.detectedAtMs = object.detectedAtMs ?? 0;
+    message.resumedAtMs = object.resumedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBasePaused(): Paused {
+  return { epoch: 0, have: 0, need: 0, timeoutS: 0 };
+}
+
+export const Paused: MessageFns<Paused> = {
+  encode(message: Paused, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint32(message.epoch);
+    }
+    if (message.have !== 0) {
+      writer.uint32(16).uint32(message.have);
+    }
+    if (message.need !== 0) {
+      writer.uint32(24).uint32(message.need);
+    }
+    if (message.timeoutS !== 0) {
+      writer.uint32(32).uint32(message.timeoutS);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Paused {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaused();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.have = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.need = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutS = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Paused {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      have: isSet(object.have) ? globalThis.Number(object.have) : 0,
+      need: isSet(object.need) ? globalThis.Number(object.need) : 0,
+      timeoutS: isSet(object.timeoutS)
+        ? globalThis.Number(object.timeoutS)
+        : isSet(object.timeout_s)
+        ? globalThis.Number(object.timeout_s)
+        : 0,
+    };
+  },
+
+  toJSON(message: Paused): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.have !== 0) {
+      obj.have = Math.round(message.have);
+    }
+    if (message.need !== 0) {
+      obj.need = Math.round(message.need);
+    }
+    if (message.timeoutS !== 0) {
+      obj.timeoutS = Math.round(message.timeoutS);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Paused>, I>>(base?: I): Paused {
+    return Paused.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Paused>, I>>(object: I): Paused {
+    const message = createBasePaused();
+    message.epoch = object.epoch ?? 0;
+    message.have = object.have ?? 0;
+    message.need = object.need ?? 0;
+    message.timeoutS = object.timeoutS ?? 0;
     return message;
   },
 };
@@ -4651,7 +5773,14 @@ export const JobFinished_PerClassAccEntry: MessageFns<JobFinished_PerClassAccEnt
 };
 
 function createBaseJobProgress(): JobProgress {
-  return { accepted: undefined, step: undefined, epoch: undefined, finished: undefined };
+  return {
+    accepted: undefined,
+    step: undefined,
+    epoch: undefined,
+    finished: undefined,
+    regrouped: undefined,
+    paused: undefined,
+  };
 }
 
 export const JobProgress: MessageFns<JobProgress> = {
@@ -4667,6 +5796,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     }
     if (message.finished !== undefined) {
       JobFinished.encode(message.finished, writer.uint32(34).fork()).join();
+    }
+    if (message.regrouped !== undefined) {
+      Regrouped.encode(message.regrouped, writer.uint32(42).fork()).join();
+    }
+    if (message.paused !== undefined) {
+      Paused.encode(message.paused, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -4716,6 +5851,22 @@ export const JobProgress: MessageFns<JobProgress> = {
             message.finished = JobFinished.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.regrouped = Regrouped.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paused = Paused.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4734,6 +5885,8 @@ export const JobProgress: MessageFns<JobProgress> = {
       step: isSet(object.step) ? StepDone.fromJSON(object.step) : undefined,
       epoch: isSet(object.epoch) ? EpochResult.fromJSON(object.epoch) : undefined,
       finished: isSet(object.finished) ? JobFinished.fromJSON(object.finished) : undefined,
+      regrouped: isSet(object.regrouped) ? Regrouped.fromJSON(object.regrouped) : undefined,
+      paused: isSet(object.paused) ? Paused.fromJSON(object.paused) : undefined,
     };
   },
 
@@ -4750,6 +5903,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     }
     if (message.finished !== undefined) {
       obj.finished = JobFinished.toJSON(message.finished);
+    }
+    if (message.regrouped !== undefined) {
+      obj.regrouped = Regrouped.toJSON(message.regrouped);
+    }
+    if (message.paused !== undefined) {
+      obj.paused = Paused.toJSON(message.paused);
     }
     return obj;
   },
@@ -4768,6 +5927,12 @@ export const JobProgress: MessageFns<JobProgress> = {
       : undefined;
     message.finished = (object.finished !== undefined && object.finished !== null)
       ? JobFinished.fromPartial(object.finished)
+      : undefined;
+    message.regrouped = (object.regrouped !== undefined && object.regrouped !== null)
+      ? Regrouped.fromPartial(object.regrouped)
+      : undefined;
+    message.paused = (object.paused !== undefined && object.paused !== null)
+      ? Paused.fromPartial(object.paused)
       : undefined;
     return message;
   },

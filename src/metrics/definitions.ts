@@ -45,6 +45,8 @@ export const COORDINATOR_METRICS = {
   epoch: spec('gauge', 'dtrain_job_epoch', 'Epochs the current job has completed.'),
   epochsPlanned: spec('gauge', 'dtrain_job_planned_epochs', 'Epochs the current job was submitted with.'),
   step: spec('gauge', 'dtrain_job_step', 'Optimizer steps the current job has completed (global steps, the same count on every rank).'),
+  regroups: spec('counter', 'dtrain_job_regroups_total', 'Times a job lost workers (or took in new ones) and continued with a re-formed ring.'),
+  lostSteps: spec('counter', 'dtrain_job_lost_steps_total', 'Optimizer steps undone and redone because a worker was lost mid-step.'),
   trainLoss: spec('gauge', 'dtrain_train_loss', 'Mean training cross-entropy of the last completed epoch, over all ranks.'),
   trainAccuracy: spec('gauge', 'dtrain_train_accuracy_ratio', 'Training accuracy (0-1) of the last completed epoch, over all ranks.'),
   testLoss: spec('gauge', 'dtrain_test_loss', 'Mean test cross-entropy of the last evaluation.'),

@@ -61,6 +61,17 @@ export class SGD {
     for (const [name, {shape, data}] of state) this.momentumBuffers.set(name, tf.tensor(data, shape, 'float32'));
   }
 
+  /** Copies of the momentum buffers (tfjs shares the data until either side is updated), for restoreMomentum. */
+  cloneMomentum(): Map<string, tf.Tensor> {
+    return new Map([...this.momentumBuffers].map(([name, b]) => [name, tf.clone(b)]));
+  }
+
+  /** Puts back buffers from cloneMomentum (copied again: the snapshot stays valid). */
+  restoreMomentum(buffers: Map<string, tf.Tensor>): void {
+    this.dispose();
+    for (const [name, b] of buffers) this.momentumBuffers.set(name, tf.clone(b));
+  }
+
   dispose(): void {
     for (const b of this.momentumBuffers.values()) b.dispose();
     this.momentumBuffers.clear();

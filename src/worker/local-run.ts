@@ -4,6 +4,7 @@ import {join} from 'node:path';
 import {UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES, type DataSource, resolveDataset} from '../data/index.js';
 import {type BackendChoice, type BackendInfo, initBackend, requireBackend} from '../engine/backend.js';
+import {applyPrecision, type Precision} from '../engine/precision.js';
 import type {ModelSize} from '../model/architecture.js';
 import {serializeSafetensors} from '../model/safetensors.js';
 import {ShuffleNetV2} from '../model/shufflenetv2.js';
@@ -26,6 +27,8 @@ export interface LocalRunOptions {
   testLimit?: number;
   seed: number;
   backend: BackendChoice;
+  /** How wasm sums in forward convolutions (`--precision`, default fast); a local cluster passes it to its workers. */
+  precision?: Precision;
   /** Refuse to train on any other backend (`--require-backend`); a local cluster passes it to its workers. */
   requireBackend?: string;
   runDir: string;
@@ -39,7 +42,7 @@ export interface EpochRecord extends EpochResult {
 }
 
 export interface LocalRunEvents {
-  onStart?(info: {backend: BackendInfo; trainCount: number; testCount: number; source: string}): void;
+  onStart?(info: {backend: BackendInfo; precision: string; trainCount: number; testCount: number; source: string}): void;
   onStep?(progress: StepProgress): void;
   onEpoch?(record: EpochRecord): void;
 }
@@ -62,7 +65,8 @@ export async function runLocal(options: LocalRunOptions, events: LocalRunEvents 
   const {train, test, source} = await resolveDataset({data: options.data, dir: options.dataDir, trainLimit: options.trainLimit, testLimit: options.testLimit});
   const backend = await initBackend(options.backend);
   requireBackend(backend, options.requireBackend);
-  events.onStart?.({backend, trainCount: train.count, testCount: test.count, source});
+  const precision = applyPrecision(backend.name, options.precision ?? 'fast');
+  events.onStart?.({backend, precision, trainCount: train.count, testCount: test.count, source});
   await mkdir(options.runDir, {recursive: true});
   const model = ShuffleNetV2.create(options.size, options.seed);
   const optimizer = new SGD({lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay});

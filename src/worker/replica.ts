@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto';
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import {evalShard, ShardPlan} from '../coordinator/shard-plan.js';
+import {continuedPlan, type EpochSegment, evalShard} from '../coordinator/shard-plan.js';
 import {type Dataset, IMAGE_BYTES, IMAGE_SIZE, makeBatch} from '../data/index.js';
 import {disposeGradients, lossAndGradients} from '../model/gradients.js';
 import {parseSafetensors, serializeSafetensors} from '../model/safetensors.js';
@@ -18,6 +18,7 @@ export interface MeanReducer {
 }
 
 export interface ReplicaOptions {
+  /** Tags every all-reduce (with the regroup generation, so an old ring's messages never match). */
   jobId: string;
   rank: number;
   worldSize: number;
@@ -50,9 +51,32 @@ export interface ReplicaEpoch {
 
 export type ReplicaEval = EvalSums;
 
-/** Augmentation draws per (seed, epoch, rank); rank 0 draws exactly what a single process draws. */
-export function rankAugmentSeed(seed: number, epoch: number, rank: number): number {
-  return (epochSeed(seed, epoch, 'augment') + Math.imul(rank, 0x9e3779b1)) >>> 0;
+/** Where a halted epoch stands on this rank. */
+export interface ReplicaHalt {
+  /** Steps completed in the current segment. */
+  stepsDone: number;
+  /** A step had started and was undone. */
+  inFlight: boolean;
+}
+
+/** A copy of everything a step changes: weights, BN buffers, momentum. */
+interface Snapshot {
+  params: Map<string, tf.Tensor>;
+  buffers: Map<string, tf.Tensor>;
+  momentum: Map<string, tf.Tensor>;
+}
+
+interface StepTally {
+  loss: number;
+  correct: number;
+  count: number;
+  seconds: number;
+  allreduceSeconds: number;
+}
+
+/** Augmentation draws per (seed, epoch, rank, segment); rank 0 of segment 0 draws exactly what a single process draws. */
+export function rankAugmentSeed(seed: number, epoch: number, rank: number, segment = 0): number {
+  return (epochSeed(seed, epoch, 'augment') + Math.imul(rank, 0x9e3779b1) + Math.imul(segment, 0x85ebca6b)) >>> 0;
 }
 
 /**
@@ -66,15 +90,90 @@ export class Replica {
   private seq = 0;
   private readonly paramShapes: Array<[string, number[], number]>;
   readonly gradientSize: number;
+  /**
+   * The state before each of the last two steps of the current segment, with what each completed
+   * step added to the tally. Two, because a peer can lose a step this rank completed (the ring lets a
+   * rank finish step s while another still waits for its last chunks) while this rank is in step s+1.
+   */
+  private history: Array<{before: Snapshot; tally?: StepTally}> = [];
+  private segmentSteps = 0;
+  private inFlight = false;
+  /** BN buffers before the epoch-end averaging, until the next epoch (a halt puts them back). */
+  private beforeAverage?: Map<string, tf.Tensor>;
+  /** Sums of the current epoch over every completed step of every segment. */
+  private tally = {epoch: -1, lossSum: 0, correct: 0, count: 0, steps: 0, seconds: 0, allreduceSeconds: 0};
 
   constructor(
     readonly model: ShuffleNetV2,
     readonly optimizer: SGD,
-    readonly reducer: MeanReducer,
+    private reducer: MeanReducer,
     readonly options: ReplicaOptions,
   ) {
     this.paramShapes = [...model.params].map(([name, v]) => [name, v.shape, v.size]);
     this.gradientSize = this.paramShapes.reduce((a, [, , n]) => a + n, 0);
+  }
+
+  /** Continues in a re-formed ring at a new rank and world size (state and the epoch's tally kept). */
+  regroup(reducer: MeanReducer, position: {jobId: string; rank: number; worldSize: number}): void {
+    this.reducer = reducer;
+    Object.assign(this.options, position);
+    this.seq = 0;
+  }
+
+  /**
+   * Undoes a step in flight and, while the epoch is open (not yet accepted by the coordinator), its
+   * epoch-end BN averaging: the state is then the one after the last completed step.
+   */
+  halt(epochOpen: boolean): ReplicaHalt {
+    const inFlight = this.inFlight;
+    if (inFlight) {
+      const before = this.history.pop()!.before;
+      this.restore(before);
+      disposeSnapshot(before);
+      this.inFlight = false;
+    }
+    if (this.beforeAverage && epochOpen) {
+      for (const [name, t] of this.beforeAverage) this.model.buffers.get(name)!.assign(t);
+      disposeAll(this.beforeAverage);
+      this.beforeAverage = undefined;
+    }
+    return {stepsDone: this.segmentSteps, inFlight};
+  }
+
+  /** After halt(): back to `stepsDone` completed steps of the segment (at most one step back). */
+  rollBackTo(stepsDone: number): void {
+    if (stepsDone === this.segmentSteps) return;
+    const last = this.history.at(-1);
+    if (stepsDone !== this.segmentSteps - 1 || !last?.tally) throw new Error(`cannot roll back from ${this.segmentSteps} to ${stepsDone} completed steps: only the last step's state is kept`);
+    this.restore(last.before);
+    const t = last.tally;
+    this.tally.lossSum -= t.loss * t.count;
+    this.tally.correct -= t.correct;
+    this.tally.count -= t.count;
+    this.tally.seconds -= t.seconds;
+    this.tally.allreduceSeconds -= t.allreduceSeconds;
+    this.tally.steps--;
+    this.segmentSteps--;
+    disposeSnapshot(this.history.pop()!.before);
+  }
+
+  private snapshot(): Snapshot {
+    const clone = (m: Map<string, tf.Tensor>) => new Map([...m].map(([name, v]) => [name, tf.clone(v)]));
+    return {params: clone(this.model.params), buffers: clone(this.model.buffers), momentum: this.optimizer.cloneMomentum()};
+  }
+
+  private restore(s: Snapshot): void {
+    for (const [name, t] of s.params) this.model.params.get(name)!.assign(t);
+    for (const [name, t] of s.buffers) this.model.buffers.get(name)!.assign(t);
+    this.optimizer.restoreMomentum(s.momentum);
+  }
+
+  /** Frees the snapshots (end of the job). */
+  dispose(): void {
+    for (const h of this.history) disposeSnapshot(h.before);
+    this.history = [];
+    if (this.beforeAverage) disposeAll(this.beforeAverage);
+    this.beforeAverage = undefined;
   }
 
   /** Mean over ranks of `data`, tagged with this job and the next sequence number. */
@@ -121,39 +220,56 @@ export class Replica {
     return {loss, correct, reduceSeconds};
   }
 
-  async trainEpoch(ds: Dataset, epoch: number, lr: number, onStep?: (s: ReplicaStep) => void): Promise<ReplicaEpoch> {
+  /**
+   * Trains this rank's part of the epoch: the whole epoch, or after a regroup what `segments` (the
+   * epoch's earlier parts) left of it. The sums cover every completed step of the epoch on this rank.
+   */
+  async trainEpoch(ds: Dataset, epoch: number, lr: number, onStep?: (s: ReplicaStep) => void, segments: readonly EpochSegment[] = []): Promise<ReplicaEpoch> {
     const {rank, worldSize, globalBatch, seed} = this.options;
     this.optimizer.lr = lr;
-    const plan = new ShardPlan({count: ds.count, worldSize, globalBatch, seed, epoch});
+    if (segments.length === 0 || this.tally.epoch !== epoch) this.tally = {epoch, lossSum: 0, correct: 0, count: 0, steps: 0, seconds: 0, allreduceSeconds: 0};
+    for (const h of this.history) disposeSnapshot(h.before);
+    this.history = [];
+    this.segmentSteps = 0;
+    if (this.beforeAverage) disposeAll(this.beforeAverage);
+    this.beforeAverage = undefined;
+    const plan = continuedPlan({count: ds.count, globalBatch, seed, epoch}, segments, worldSize);
     const shard = plan.shard(rank);
-    const rng = new Random(rankAugmentSeed(seed, epoch, rank));
+    const rng = new Random(rankAugmentSeed(seed, epoch, rank, segments.length));
     const b = plan.rankBatch(rank);
     const x = new Float32Array(b * IMAGE_BYTES);
     const labelsOut = new Int32Array(b);
-    const started = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let count = 0;
-    let allreduceSeconds = 0;
+    const done = segments.reduce((a, sg) => a + sg.steps, 0);
     for (let s = 0; s < plan.steps; s++) {
+      const stepStart = performance.now();
       const indices = plan.stepIndices(rank, s, shard);
       const batch = indices.length > 0 ? makeBatch(ds, indices, {augment: this.options.augment ?? true, rng, out: {x, labels: labelsOut}}) : {x, labels: labelsOut, n: 0};
-      const stepStart = performance.now();
+      this.history.push({before: this.snapshot()});
+      if (this.history.length > 2) disposeSnapshot(this.history.shift()!.before);
+      this.inFlight = true;
       const r = await this.step(batch.x, batch.labels, batch.n, plan.gradientScale(rank, s));
       const stepSeconds = (performance.now() - stepStart) / 1000;
-      if (batch.n > 0 && !Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, s + 1, plan.steps, r.loss);
-      allreduceSeconds += r.reduceSeconds;
-      lossSum += r.loss * batch.n;
-      correct += r.correct;
-      count += batch.n;
-      onStep?.({epoch, step: s + 1, steps: plan.steps, loss: r.loss, globalImages: plan.stepCounts(s).reduce((a, c) => a + c, 0), images: batch.n, seconds: stepSeconds});
+      if (batch.n > 0 && !Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, done + s + 1, done + plan.steps, r.loss);
+      const t: StepTally = {loss: r.loss, correct: r.correct, count: batch.n, seconds: stepSeconds, allreduceSeconds: r.reduceSeconds};
+      this.history.at(-1)!.tally = t;
+      this.inFlight = false;
+      this.segmentSteps++;
+      this.tally.lossSum += t.loss * t.count;
+      this.tally.correct += t.correct;
+      this.tally.count += t.count;
+      this.tally.seconds += t.seconds;
+      this.tally.allreduceSeconds += t.allreduceSeconds;
+      this.tally.steps++;
+      onStep?.({epoch, step: done + s + 1, steps: done + plan.steps, loss: r.loss, globalImages: plan.stepCounts(s).reduce((a, c) => a + c, 0), images: batch.n, seconds: stepSeconds});
       await yieldToEventLoop();
     }
-    return {trainLossSum: lossSum, trainCorrect: correct, trainCount: count, steps: plan.steps, seconds: (performance.now() - started) / 1000, allreduceSeconds};
+    const t = this.tally;
+    return {trainLossSum: t.lossSum, trainCorrect: t.correct, trainCount: t.count, steps: t.steps, seconds: t.seconds, allreduceSeconds: t.allreduceSeconds};
   }
 
   /** Averages BN running mean/var over the ranks (bitwise equal afterwards). */
   async averageBatchNorm(): Promise<void> {
+    this.beforeAverage = new Map([...this.model.buffers].map(([name, v]) => [name, tf.clone(v)]));
     const buffers = [...this.model.buffers.values()];
     const flat = tf.tidy(() => tf.concat(buffers.map((b) => tf.reshape(b, [-1]))));
     const data = (await flat.data()) as Float32Array;
@@ -173,10 +289,33 @@ export class Replica {
     return evalSums(this.model, ds, evalShard(ds.count, this.options.rank, this.options.worldSize), batchSize, yieldToEventLoop);
   }
 
-  /** sha256 of every parameter and BN buffer (tfjs layouts, state_dict order). */
+  /** sha256 of every parameter and BN buffer (tfjs layouts, state_dict order): equal on every rank after the epoch-end BN averaging. */
   async checksum(): Promise<string> {
     return weightsChecksum(this.model);
   }
+
+  /**
+   * sha256 of every parameter and momentum buffer: what must be equal on every rank at any step
+   * boundary (BN running statistics differ between ranks until the epoch-end averaging).
+   */
+  async stepStateChecksum(): Promise<string> {
+    const hash = createHash('sha256');
+    const momentum = await this.optimizer.momentumState();
+    for (const [name, v] of this.model.params) {
+      for (const data of [(await v.data()) as Float32Array, momentum.get(name)]) if (data) hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+    return hash.digest('hex');
+  }
+}
+
+function disposeAll(m: Map<string, tf.Tensor>): void {
+  for (const t of m.values()) t.dispose();
+}
+
+function disposeSnapshot(s: Snapshot): void {
+  disposeAll(s.params);
+  disposeAll(s.buffers);
+  disposeAll(s.momentum);
 }
 
 /**

@@ -6,6 +6,7 @@ import {Worker} from 'node:worker_threads';
 
 import type {ClientDuplexStream, ServiceError} from '@grpc/grpc-js';
 
+import type {RingCurveKeys} from '../allreduce/curve.js';
 import {formLocalRing, RingAllReduce} from '../allreduce/index.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import type {ClientSecurity} from '../coordinator/auth.js';
@@ -13,6 +14,7 @@ import {coordinatorClient, explainGrpcError} from '../coordinator/client.js';
 import {blobHash, decodeDatasetBlob} from '../coordinator/dataset-blob.js';
 import type {Dataset} from '../data/index.js';
 import {type BackendChoice, type BackendInfo, initBackend, requireBackend} from '../engine/backend.js';
+import {applyPrecision, type Precision} from '../engine/precision.js';
 import {type CoordinatorClient, type CoordinatorCommand, type DatasetChunk, ProtocolVersion, type RegisterResponse, type StartJob, type WorkerMessage} from '../gen/dtrain.js';
 import type {WorkerMetrics} from '../metrics/index.js';
 import {parseModelSize} from '../model/architecture.js';
@@ -34,6 +36,8 @@ export interface WorkerOptions {
   ringAdvertise?: string;
   version: string;
   workerId?: string;
+  /** How wasm sums in forward convolutions (`--precision`, default fast). */
+  precision?: Precision;
   /** Refuse to serve on any other backend (`--require-backend`). */
   requireBackend?: string;
   cacheDir?: string;
@@ -42,12 +46,17 @@ export interface WorkerOptions {
   log?: (line: string) => void;
 }
 
+/** A worker that has heard nothing from its coordinator for this long leaves (exit code 4). */
+export const COORDINATOR_SILENCE_MS = 30_000;
+/** A dataset download that receives nothing for this long fails. */
+export const DATASET_STALL_MS = 60_000;
+
 /** Heartbeats from a thread that training cannot block; undefined where the thread cannot start (then the session's own heartbeats remain). */
 function startHeartbeatThread(address: string, security: ClientSecurity, workerId: string, intervalMs: number): Worker | undefined {
   const js = new URL('./heartbeat-thread.js', import.meta.url);
   const ts = new URL('./heartbeat-thread.ts', import.meta.url);
   // The token goes to the thread in memory (workerData), never through argv or the environment.
-  const workerData = {address, workerId, intervalMs, token: security.token, tlsCa: security.tlsCa};
+  const workerData = {address, workerId, intervalMs, silenceMs: COORDINATOR_SILENCE_MS, token: security.token, tlsCa: security.tlsCa};
   try {
     const worker = existsSync(js) ? new Worker(js, {workerData}) : new Worker(ts, {workerData, execArgv: ['--import', 'tsx']});
     worker.unref();
@@ -63,12 +72,17 @@ export function defaultDatasetCache(): string {
 }
 
 interface ActiveJob {
+  /** rank and worldSize change at a regroup. */
   start: StartJob;
   ring: RingAllReduce;
+  /** A Halt arrived: the running epoch is being stopped on purpose (its ring error is not a failure). */
+  halting?: boolean;
   train: Dataset;
   test: Dataset;
   replica?: Replica;
   model?: ShuffleNetV2;
+  /** The epoch last run (Halted names it). */
+  epoch?: number;
 }
 
 /**
@@ -93,6 +107,7 @@ export class WorkerSession {
   async run(): Promise<void> {
     this.backend = await initBackend(this.options.backend);
     requireBackend(this.backend, this.options.requireBackend);
+    this.log(`backend ${this.backend.name} on ${this.backend.device}; precision ${applyPrecision(this.backend.name, this.options.precision ?? 'fast')}`);
     const served = this.options.metrics ? await serveWorkerMetrics(this.options.metrics, this.options.workerId ?? '', this.backend, this.options.version) : undefined;
     this.metrics = served?.metrics;
     try {
@@ -132,23 +147,59 @@ export class WorkerSession {
     const interval = registered.heartbeatIntervalMs || 1000;
     const beat = setInterval(() => send({heartbeat: {sentAtMs: Date.now()}}), interval);
     const beats = startHeartbeatThread(this.options.coordinator, this.options.security, this.id, interval);
+    // The heartbeat thread's news: the coordinator no longer knows this worker (declared dead while
+    // this process was frozen: SIGSTOP, a suspended VM), or has stopped answering (gone, partitioned).
+    let unreachable: UserError | undefined;
+    beats?.on('message', (m: {unknown?: boolean; silentMs?: number; lastError?: string}) => {
+      if (m.unknown) {
+        this.log(`the coordinator at ${this.options.coordinator} no longer knows ${this.id} (declared dead after a silence?); leaving the session, the job continues without this worker`);
+      } else if (m.silentMs !== undefined && !unreachable) {
+        unreachable = new UserError(`lost the coordinator at ${this.options.coordinator}: no heartbeat answered for ${(m.silentMs / 1000).toFixed(0)} s${m.lastError ? ` (${m.lastError})` : ''}`, {
+          exitCode: ExitCode.network,
+          suggestion: 'check that the coordinator runs and is reachable; the worker exits so that its supervisor can restart it',
+        });
+      } else {
+        return;
+      }
+      this.job?.ring.close();
+      stream.cancel();
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         stream.on('data', (cmd: CoordinatorCommand) => {
-          // A stop must not wait behind a running epoch that may be blocked on a dead peer's
-          // all-reduce: closing the ring now makes that epoch fail fast; the queue then cleans up.
-          if (cmd.stop && this.job?.start.jobId === cmd.stop.jobId && cmd.stop.reason !== 'completed') this.job.ring.close();
+          // A stop or halt must not wait behind a running epoch that may be blocked on a dead peer's
+          // all-reduce: closing the ring now makes that epoch end fast; the queue then cleans up.
+          if (cmd.stop) {
+            // Said at once: a worker declared dead may be gone before the queue reaches the stop.
+            this.log(cmd.stop.jobId ? `job ${cmd.stop.jobId} stopped (${cmd.stop.reason})` : `the coordinator says: ${cmd.stop.reason}`);
+            if (this.job?.start.jobId === cmd.stop.jobId && cmd.stop.reason !== 'completed') this.job.ring.close();
+          }
+          if (cmd.halt && this.job?.start.jobId === cmd.halt.jobId) {
+            this.job.halting = true;
+            this.job.ring.close();
+          }
           this.queue = this.queue.then(() => this.handle(cmd)).catch((err: Error) => {
-            const jobId = this.job?.start.jobId ?? '';
+            const job = this.job;
+            // The session is over (the job was ended with it): nobody to tell.
+            if (stream.writableEnded) return;
+            if (job?.halting) {
+              this.log(`job ${job.start.jobId}: epoch halted (${err.message})`);
+              return;
+            }
+            const jobId = job?.start.jobId ?? '';
             this.log(`job ${jobId} failed here: ${err.message}`);
             if (err instanceof NonFiniteLossError) send({nonFiniteLoss: {jobId, epoch: err.epoch, step: err.step, steps: err.steps, loss: err.loss}});
             else send({error: {jobId, message: err.message}});
             this.endJob();
           });
         });
-        stream.on('end', () => resolve());
+        stream.on('end', () => {
+          this.log(`the coordinator at ${this.options.coordinator} ended the session`);
+          resolve();
+        });
         stream.on('error', (err: ServiceError) => {
-          if (err.code === 1 /* CANCELLED by us */) resolve();
+          if (unreachable) reject(unreachable);
+          else if (err.code === 1 /* CANCELLED by us */) resolve();
           else reject(new UserError(`lost the coordinator at ${this.options.coordinator}: ${err.details || err.message}`, {exitCode: ExitCode.network}));
         });
       });
@@ -168,40 +219,76 @@ export class WorkerSession {
   }
 
   private send(msg: Omit<WorkerMessage, 'workerId'>): void {
-    this.stream?.write({workerId: this.id, ...msg});
+    if (this.stream && !this.stream.writableEnded) this.stream.write({workerId: this.id, ...msg});
   }
 
   private async handle(cmd: CoordinatorCommand): Promise<void> {
     if (cmd.start) return this.startJob(cmd.start);
     const job = this.job;
     if (cmd.stop) {
-      if (job && job.start.jobId === cmd.stop.jobId) {
-        this.log(`job ${cmd.stop.jobId} stopped (${cmd.stop.reason})`);
-        this.endJob();
-      }
+      if (job && job.start.jobId === cmd.stop.jobId) this.endJob();
       return;
     }
     if (!job) throw new Error('a job command arrived while no job runs here');
+    if (cmd.halt) {
+      const replica = job.replica;
+      if (!replica) throw new Error('halt before the ring was connected');
+      const h = replica.halt(job.epoch === cmd.halt.epoch);
+      this.log(`job ${job.start.jobId}: halted (${cmd.halt.reason}) after ${h.stepsDone} steps of this segment${h.inFlight ? ', the step in flight undone' : ''}`);
+      this.send({halted: {jobId: job.start.jobId, epoch: job.epoch ?? 0, stepsDone: h.stepsDone, inFlight: h.inFlight}});
+      return;
+    }
+    if (cmd.regroup) {
+      const {rank, worldSize, stepsDone, sendState, ringPublicKeys} = cmd.regroup;
+      const replica = job.replica;
+      if (!replica) throw new Error('regroup before the ring was connected');
+      replica.rollBackTo(stepsDone);
+      job.ring.close();
+      // Its own CURVE key pair stays the job's; the peers' keys come in the new rank order.
+      job.ring = await this.bindRing(rank, worldSize, job.start.ringSecretKey ? {publicKey: job.start.ringPublicKey, secretKey: job.start.ringSecretKey, peers: ringPublicKeys} : undefined);
+      job.start = {...job.start, rank, worldSize, ringPublicKeys};
+      job.halting = false;
+      this.metrics?.setIdentity({worker: this.id, rank, backend: this.backend!.name});
+      this.log(`job ${job.start.jobId}: regrouped as rank ${rank}/${worldSize} at ${stepsDone} steps of the segment, ring inbox ${job.ring.endpoint}`);
+      this.send({
+        ringBound: {
+          jobId: job.start.jobId,
+          endpoint: job.ring.endpoint!,
+          initialState: sendState ? Buffer.from(await serializeModel(replica.model)) : Buffer.alloc(0),
+          optimizer: sendState ? Buffer.from(await serializeMomentum(replica.model, replica.optimizer)) : Buffer.alloc(0),
+        },
+      });
+      return;
+    }
     if (cmd.connect) {
       const {start} = job;
-      job.ring.connect(cmd.connect.ringEndpoints.length ? cmd.connect.ringEndpoints : cmd.connect.successorEndpoint);
-      if (cmd.connect.state.length > 0) {
-        job.model?.dispose();
-        job.model = ShuffleNetV2.fromState(parseModelSize(start.hyper!.size), parseSafetensors(cmd.connect.state, 'broadcast state').tensors);
-      }
-      if (!job.model) throw new Error('no initial weights: rank 0 must send them');
-      const h = start.hyper!;
-      const optimizer = new SGD({lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay});
-      if (cmd.connect.optimizer.length > 0) loadMomentum(optimizer, cmd.connect.optimizer);
+      const c = cmd.connect;
+      job.ring.connect(c.ringEndpoints.length ? c.ringEndpoints : c.successorEndpoint);
       const reducer = this.metrics ? measuredReducer(job.ring, this.metrics) : job.ring;
-      job.replica = new Replica(job.model, optimizer, reducer, {jobId: start.jobId, rank: start.rank, worldSize: start.worldSize, globalBatch: h.globalBatch, seed: h.seed, augment: h.augment});
-      this.send({ready: {jobId: start.jobId, checksum: await job.replica.checksum()}});
+      // Tagged with the generation: a message of an abandoned ring can never be taken for this one's.
+      const position = {jobId: `${start.jobId}#${c.generation}`, rank: start.rank, worldSize: start.worldSize};
+      if (job.replica && c.state.length === 0) {
+        // A survivor of a regroup keeps its weights, momentum and the epoch's sums.
+        job.replica.regroup(reducer, position);
+      } else {
+        if (c.state.length > 0) {
+          job.model?.dispose();
+          job.model = ShuffleNetV2.fromState(parseModelSize(start.hyper!.size), parseSafetensors(c.state, 'broadcast state').tensors);
+        }
+        if (!job.model) throw new Error('no initial weights: rank 0 must send them');
+        const h = start.hyper!;
+        const optimizer = new SGD({lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay});
+        if (c.optimizer.length > 0) loadMomentum(optimizer, c.optimizer);
+        job.replica = new Replica(job.model, optimizer, reducer, {...position, globalBatch: h.globalBatch, seed: h.seed, augment: h.augment});
+      }
+      this.send({ready: {jobId: start.jobId, checksum: await job.replica.stepStateChecksum()}});
       return;
     }
     if (cmd.runEpoch) {
       const replica = job.replica;
       if (!replica) throw new Error('run epoch before the ring was connected');
-      const {epoch, lr} = cmd.runEpoch;
+      const {epoch, lr, doneSegments} = cmd.runEpoch;
+      job.epoch = epoch;
       const rank0 = job.start.rank === 0;
       let images = 0;
       const t0 = performance.now();
@@ -210,11 +297,13 @@ export class WorkerSession {
         this.metrics?.stepSeconds.observe(s.seconds);
         this.metrics?.imagesProcessed.inc({phase: 'train'}, s.images);
         if (rank0) this.send({step: {jobId: job.start.jobId, epoch, step: s.step, steps: s.steps, loss: s.loss, images, seconds: (performance.now() - t0) / 1000}});
-      });
+      }, doneSegments);
       await replica.averageBatchNorm();
       const ev = await replica.evaluate(job.test);
       this.metrics?.imagesProcessed.inc({phase: 'eval'}, ev.countPerClass.reduce((a, b) => a + b, 0));
       const checksum = await replica.checksum();
+      // Halted during eval (which needs no ring): the coordinator waits for Halted, not for this.
+      if (job.halting) return;
       const withState = rank0 && cmd.runEpoch.checkpoint;
       this.send({
         epochDone: {
@@ -244,11 +333,8 @@ export class WorkerSession {
     }
     const {train, test} = await this.dataset(start.datasetHash);
     if (train.count !== start.trainCount || test.count !== start.testCount) throw new Error(`dataset ${start.datasetHash.slice(0, 12)} has ${train.count}/${test.count} images, the job says ${start.trainCount}/${start.testCount}`);
-    const ring =
-      start.worldSize === 1
-        ? (await formLocalRing(1))[0]
-        : new RingAllReduce({rank: start.rank, worldSize: start.worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve: start.ringSecretKey ? {publicKey: start.ringPublicKey, secretKey: start.ringSecretKey, peers: start.ringPublicKeys} : undefined});
-    const endpoint = await ring.start();
+    const ring = await this.bindRing(start.rank, start.worldSize, start.ringSecretKey ? {publicKey: start.ringPublicKey, secretKey: start.ringSecretKey, peers: start.ringPublicKeys} : undefined);
+    const endpoint = ring.endpoint!;
     const job: ActiveJob = {start, ring, train, test};
     this.job = job;
     this.metrics?.setIdentity({worker: this.id, rank: start.rank, backend: this.backend!.name});
@@ -260,7 +346,14 @@ export class WorkerSession {
       initialState = Buffer.from(await serializeModel(job.model));
     }
     this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}${start.ringSecretKey ? ' (CURVE)' : ''}`);
-    this.send({ringBound: {jobId: start.jobId, endpoint, initialState}});
+    this.send({ringBound: {jobId: start.jobId, endpoint, initialState, optimizer: Buffer.alloc(0)}});
+  }
+
+  /** A ring rank with its inbox bound (world size 1: a ring of one in this process); CURVE when the job issued keys. */
+  private async bindRing(rank: number, worldSize: number, curve: RingCurveKeys | undefined): Promise<RingAllReduce> {
+    const ring = worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank, worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve});
+    await ring.start();
+    return ring;
   }
 
   private endJob(): void {
@@ -270,6 +363,7 @@ export class WorkerSession {
     job.ring.close();
     job.model?.dispose();
     job.replica?.optimizer.dispose();
+    job.replica?.dispose();
   }
 
   /** The job's dataset from the local cache (verified by hash) or streamed from the coordinator. */
@@ -286,9 +380,21 @@ export class WorkerSession {
     }
     const chunks: Buffer[] = [];
     let received = 0;
+    let total = 0;
+    let stall: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
       const call = this.client!.fetchDataset({hash});
+      const watch = () => {
+        clearTimeout(stall);
+        stall = setTimeout(() => {
+          call.cancel();
+          reject(new Error(`the dataset download from the coordinator at ${this.options.coordinator} stalled: nothing for ${DATASET_STALL_MS / 1000} s after ${received} of ${total || '?'} bytes`));
+        }, DATASET_STALL_MS);
+      };
+      watch();
       call.on('data', (c: DatasetChunk) => {
+        watch();
+        total = c.totalBytes;
         if (c.offset !== received) {
           call.cancel();
           reject(new Error(`dataset chunk at offset ${c.offset}, expected ${received}`));
@@ -299,7 +405,7 @@ export class WorkerSession {
       });
       call.on('error', (err: ServiceError) => reject(explainGrpcError(err, this.options.coordinator)));
       call.on('end', () => resolve());
-    });
+    }).finally(() => clearTimeout(stall));
     const blob = Buffer.concat(chunks);
     const got = blobHash(blob);
     if (got !== hash) throw new Error(`dataset from the coordinator hashes to ${got.slice(0, 12)}, expected ${hash.slice(0, 12)}`);

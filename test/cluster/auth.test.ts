@@ -169,7 +169,7 @@ describe('cluster token, TLS and hostile input (built CLI, real processes)', {sk
     // A message over the limit (from a client whose own send limit is off): the server's RESOURCE_EXHAUSTED, and it lives on.
     const client = new CoordinatorClient(address, credentials.createInsecure(), {'grpc.max_send_message_length': -1, interceptors: [tokenInterceptor(TOKEN)]});
     const refused = await new Promise<ServiceError | undefined>((resolve) => {
-      const call = client.submitJob({workers: 1, hyper: undefined, epochs: 1, scheduler: 'constant', data: 'synthetic', dataDir: 'x'.repeat(GRPC_MESSAGE_LIMIT + 1), trainLimit: 0, testLimit: 0, checkpointDir: '', resume: false, backend: '', waitMs: 0, runDir: '', keepCheckpoints: 0});
+      const call = client.submitJob({workers: 1, hyper: undefined, epochs: 1, scheduler: 'constant', data: 'synthetic', dataDir: 'x'.repeat(GRPC_MESSAGE_LIMIT + 1), trainLimit: 0, testLimit: 0, checkpointDir: '', resume: false, backend: '', waitMs: 0, runDir: '', keepCheckpoints: 0, failOnWorkerLoss: false, minWorkers: 0, rejoinTimeoutMs: 0});
       call.on('data', () => {});
       call.on('error', (err: ServiceError) => resolve(err));
       call.on('end', () => resolve(undefined));

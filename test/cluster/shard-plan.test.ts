@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {evalShard, ShardPlan} from '../../src/coordinator/shard-plan.js';
+import {continuedPlan, evalShard, ShardPlan} from '../../src/coordinator/shard-plan.js';
 
 test('ShardPlan: DistributedSampler shards — same permutation on every rank, padded to equal sizes, rank r takes r, r+N, …', () => {
   const plans = [0, 1, 2].map(() => new ShardPlan({count: 10, worldSize: 3, globalBatch: 6, seed: 5, epoch: 2}));
@@ -53,4 +53,22 @@ test('evalShard: every test image exactly once over the ranks', () => {
   const all = [0, 1, 2].flatMap((r) => [...evalShard(10, r, 3)]).sort((a, b) => a - b);
   assert.deepEqual(all, Array.from({length: 10}, (_, i) => i));
   assert.deepEqual([...evalShard(10, 1, 3)], [1, 4, 7]);
+});
+
+test('continuedPlan: after a regroup the rest of the epoch is exactly what the completed steps left, re-sharded with the same global batch', () => {
+  const base = {count: 100, globalBatch: 32, seed: 3, epoch: 1};
+  const first = continuedPlan(base, [], 3);
+  assert.deepEqual(first.order, new ShardPlan({...base, worldSize: 3}).order);
+  const trained = (plan: ShardPlan, from: number, to: number) => Array.from({length: plan.worldSize}, (_, r) => Array.from({length: to - from}, (_, k) => [...plan.stepIndices(r, from + k)]).flat()).flat();
+  // 3 ranks complete 2 steps, one dies; 2 ranks finish the epoch, then (another regroup after 1 step) 1 rank.
+  const second = continuedPlan(base, [{worldSize: 3, steps: 2}], 2);
+  assert.deepEqual([0, 1].map((r) => second.rankBatch(r)), [16, 16], 'the global batch stays 32');
+  const third = continuedPlan(base, [{worldSize: 3, steps: 2}, {worldSize: 2, steps: 1}], 1);
+  assert.equal(third.rankBatch(0), 32);
+  const all = [...trained(first, 0, 2), ...trained(second, 0, 1), ...trained(third, 0, third.steps)];
+  // every image of the epoch trained, none twice beyond the padding of the first plan (2 images) and of the second (none: 36 is even)
+  assert.deepEqual(new Set(all).size, 100);
+  assert.equal(all.length, 102);
+  assert.deepEqual(new ShardPlan({...base, worldSize: 3}).remaining(first.steps).length, 0);
+  assert.equal(continuedPlan(base, [{worldSize: 3, steps: first.steps}], 2).steps, 0, 'a regroup after the last step leaves nothing to train');
 });
