@@ -1,11 +1,12 @@
 import {Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../cli/base-command.js';
-import {backendFlag, coordinatorSecurityFlags, metricsHostFlag, metricsPortFlag, requireBackendFlag} from '../cli/flags.js';
+import {backendFlag, coordinatorSecurityFlags, metricsHostFlag, metricsPortFlag, precisionFlag, requireBackendFlag} from '../cli/flags.js';
 import {resolveClientSecurity} from '../coordinator/auth.js';
 import {localClusterToken} from '../coordinator/local-cluster.js';
 import {exitSoon, onShutdown} from '../coordinator/shutdown.js';
 import type {BackendChoice} from '../engine/backend.js';
+import type {Precision} from '../engine/precision.js';
 import {WorkerSession} from '../worker/session.js';
 
 export default class WorkerCommand extends DtrainCommand {

@@ -97,6 +97,7 @@ export class WorkerSession {
   private job?: ActiveJob;
   private queue: Promise<void> = Promise.resolve();
   private backend?: BackendInfo;
+  private precision = '';
   private metrics?: WorkerMetrics;
   private readonly log: (line: string) => void;
 
@@ -107,7 +108,7 @@ export class WorkerSession {
   async run(): Promise<void> {
     this.backend = await initBackend(this.options.backend);
     requireBackend(this.backend, this.options.requireBackend);
-    this.log(`backend ${this.backend.name} on ${this.backend.device}; precision ${applyPrecision(this.backend.name, this.options.precision ?? 'fast')}`);
+    this.precision = applyPrecision(this.backend.name, this.options.precision ?? 'fast');
     const served = this.options.metrics ? await serveWorkerMetrics(this.options.metrics, this.options.workerId ?? '', this.backend, this.options.version) : undefined;
     this.metrics = served?.metrics;
     try {
@@ -139,7 +140,7 @@ export class WorkerSession {
     });
     this.id = registered.workerId;
     this.metrics?.setIdentity({worker: this.id, backend: this.backend!.name});
-    this.log(`registered as ${this.id} with ${this.options.coordinator} (backend ${this.backend!.name} on ${this.backend!.device}${metricsUrl ? `, metrics on ${metricsUrl}` : ''})`);
+    this.log(`registered as ${this.id} with ${this.options.coordinator} (backend ${this.backend!.name} on ${this.backend!.device}, precision ${this.precision}${metricsUrl ? `, metrics on ${metricsUrl}` : ''})`);
     const stream = client.session();
     this.stream = stream;
     const send = (msg: Omit<WorkerMessage, 'workerId'>) => stream.write({workerId: this.id, ...msg});
