@@ -5,7 +5,8 @@
 # Runs, in about 5 minutes at most:
 #   dtrain doctor --json
 #   dtrain model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
-#   dtrain bench step --backend webgpu --size 0.5,1.5 --batch 32 --json
+#   dtrain bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json (the GPU alone: a CPU
+#   PyTorch run would eat the time budget)
 # and writes one JSON file: {"started", "host", "doctor", "verify", "bench", "exit": {...}, "logs": {...}}.
 #
 # usage: bench/gpu-check.sh RESULT.json
@@ -40,7 +41,7 @@ step() {
 
 step doctor 60 doctor --json
 step verify "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
-step bench "$limit" bench step --backend webgpu --size 0.5,1.5 --batch 32 --json
+step bench "$limit" bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json
 
 # Assemble one JSON document with Node (no jq needed); a step whose stdout is not JSON is kept as text.
 node --input-type=module - "$work" "$out" <<'EOF'

@@ -96,8 +96,8 @@ export async function benchAllReduce(options: AllReduceBenchOptions): Promise<Al
   return sizes.map((bytes, s) => summarise(options.curve ? 'curve' : 'plain', workers, bytes, results.map((r) => r[s].times)));
 }
 
-/** Per iteration the slowest rank counts (the all-reduce is done when the last rank has it). */
-function summarise(security: AllReduceBenchResult['security'], workers: number, bytes: number, timesPerRank: number[][]): AllReduceBenchResult {
+/** Per iteration the slowest rank counts (the all-reduce is done when the last rank has it); also summarises gloo's times (src/bench/allreduce.ts). */
+export function summarise(security: AllReduceBenchResult['security'], workers: number, bytes: number, timesPerRank: number[][]): AllReduceBenchResult {
   const iters = timesPerRank[0].length;
   const slowest = Array.from({length: iters}, (_, i) => Math.max(...timesPerRank.map((t) => t[i]))).sort((a, b) => a - b);
   const medianMs = slowest.length % 2 ? slowest[(iters - 1) / 2] : (slowest[iters / 2 - 1] + slowest[iters / 2]) / 2;

@@ -49,7 +49,7 @@ describe('bench allreduce', () => {
 
   test('dtrain bench allreduce --security both --json: plain and CURVE rings side by side, each checked exact (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, async () => {
     const {stdout} = await new Promise<{stdout: string}>((resolve, reject) =>
-      execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--workers', '2', '--bytes', '64KB,0.1MB', '--iters', '2', '--warmup', '1', '--security', 'both', '--json'], {cwd: root, timeout: 60_000}, (err, out) =>
+      execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--workers', '2', '--bytes', '64KB,0.1MB', '--iters', '2', '--warmup', '1', '--partial-sums', 'float64', '--security', 'both', '--no-torch', '--json'], {cwd: root, timeout: 60_000}, (err, out) =>
         err ? reject(err) : resolve({stdout: out}),
       ),
     );
