@@ -89,12 +89,19 @@ export class WorkerRegistry {
   }
 
   startWatchdog(): void {
+    const period = Math.min(500, this.heartbeatTimeoutMs / 4);
+    let lastTick = Date.now();
     this.timer = setInterval(() => {
       const now = Date.now();
+      // A late tick means this process's own event loop stalled (GC, a starved CPU): heartbeats that
+      // arrived meanwhile still wait in its queue, so silence is judged only on a loop keeping time.
+      const stalled = now - lastTick > 2 * period + 250;
+      lastTick = now;
+      if (stalled) return;
       for (const w of this.workers.values()) {
         if (w.state !== 'dead' && now - w.lastSeen > this.heartbeatTimeoutMs) this.kill(w, `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s (timeout ${this.heartbeatTimeoutMs / 1000} s)`);
       }
-    }, Math.min(500, this.heartbeatTimeoutMs / 4));
+    }, period);
     this.timer.unref();
   }
 

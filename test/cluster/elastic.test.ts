@@ -20,7 +20,7 @@ const BIN = path.join(root, 'bin/run.js');
 const built = existsSync(path.join(root, 'dist/coordinator/job.js'));
 // 7 steps per epoch with 3 workers (11 + 11 + 10), 6 with 2 (16 + 16).
 const TINY = ['--data', 'synthetic', '--train-limit', '192', '--test-limit', '32', '--batch-size', '32', '--lr', '0.05', '--backend', 'wasm'];
-const HEARTBEAT_TIMEOUT_S = 3;
+const HEARTBEAT_TIMEOUT_S = 4;
 
 let dir = '';
 let env: NodeJS.ProcessEnv = {};
@@ -69,9 +69,12 @@ interface Cluster {
   workers: number[];
 }
 
-/** The worker that holds `rank` in the running job (polled until the job has started). */
-async function workerAtRank(address: string, rank: number): Promise<{workerId: string; pid: number}> {
-  return until(`a busy worker at rank ${rank}`, 60_000, async () => (await status(address)).workers.find((w) => w.state === 'busy' && w.rank === rank));
+/** The worker that holds `rank` in the running job (polled until the job has started; fails at once, with the run's stderr, if the run ends first). */
+async function workerAtRank(address: string, rank: number, run: {child: ChildProcess; stderr: () => string}): Promise<{workerId: string; pid: number}> {
+  return until(`a busy worker at rank ${rank}`, 60_000, async () => {
+    if (run.child.exitCode !== null || run.child.signalCode !== null) throw new Error(`the run ended (${run.child.exitCode ?? run.child.signalCode}) before a worker held rank ${rank}: ${run.stderr().trim().split('\n').slice(-5).join(' | ')}`);
+    return (await status(address)).workers.find((w) => w.state === 'busy' && w.rank === rank);
+  });
 }
 
 async function status(address: string): Promise<{workers: Array<{workerId: string; pid: number; state: string; rank: number}>; jobs: Array<{state: string; error: string}>}> {
@@ -97,7 +100,8 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await runDtrain(['cluster', 'down'], {cwd: dir, env});
     for (const pid of cluster?.workers ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await rm(dir, {recursive: true, force: true});
+    if (process.env.DTRAIN_KEEP_TEST_DIR) console.log(`kept ${dir}`);
+    else await rm(dir, {recursive: true, force: true});
   });
 
   test('dtrain run --workers 3: one worker SIGKILLed mid-epoch, the job finishes with 2, one lost step, valid checkpoint', async () => {
@@ -130,7 +134,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     const state = JSON.parse(up.stdout);
     cluster = {address: state.address, metricsUrl: state.processes[0].metricsUrl, workers: state.processes.slice(1).map((p: {pid: number}) => p.pid)};
     const run = start(['run', '--coordinator', cluster.address, '--workers', '3', '--epochs', '3', ...TINY, '--run-dir', path.join(dir, 'stop'), '--json']);
-    const victim = await workerAtRank(cluster.address, 1);
+    const victim = await workerAtRank(cluster.address, 1, run);
     await until('step 2', 90_000, async () => ((await jobStep(cluster.metricsUrl)) >= 2 ? true : undefined));
     const stoppedAt = Date.now();
     process.kill(victim.pid, 'SIGSTOP');
@@ -180,7 +184,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.equal(survivorsBefore.length, 2);
     const runDir = path.join(dir, 'pause');
     const run = start(['run', '--coordinator', cluster.address, '--workers', '2', '--min-workers', '2', '--epochs', '2', ...TINY, '--run-dir', runDir]);
-    const victim = await workerAtRank(cluster.address, 1);
+    const victim = await workerAtRank(cluster.address, 1, run);
     await until('a training step', 90_000, () => (/epoch 1 \[/.test(run.stderr()) ? true : undefined));
     const killedAt = Date.now();
     process.kill(victim.pid, 'SIGKILL');
@@ -207,9 +211,12 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
   });
 
   test('--min-workers 2 --rejoin-timeout 3: nobody joins, the job fails with a clear error, the checkpoints stay', async () => {
+    // The job needs 2 idle workers: the survivor and the newcomer of the test before.
+    const workers = (await status(cluster.address)).workers;
+    console.log(`workers before the rejoin-timeout job: ${workers.map((w) => `${w.workerId} ${w.state}`).join(', ')}`);
     const runDir = path.join(dir, 'timeout');
     const run = start(['run', '--coordinator', cluster.address, '--workers', '2', '--min-workers', '2', '--rejoin-timeout', '3', '--epochs', '3', ...TINY, '--run-dir', runDir]);
-    const victim = await workerAtRank(cluster.address, 1);
+    const victim = await workerAtRank(cluster.address, 1, run);
     await until('the first checkpoint', 90_000, () => (existsSync(path.join(runDir, 'latest.json')) ? true : undefined));
     const before = await readFile(path.join(runDir, 'checkpoint-epoch1.safetensors'));
     const killedAt = Date.now();
@@ -232,7 +239,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     spawned.push(extra);
     await until('2 idle workers', 30_000, async () => ((await status(cluster.address)).workers.filter((w) => w.state === 'idle').length >= 2 ? true : undefined));
     const run = start(['run', '--coordinator', cluster.address, '--workers', '2', '--no-elastic', '--epochs', '2', ...TINY, '--run-dir', path.join(dir, 'inelastic')]);
-    const victim = await workerAtRank(cluster.address, 1);
+    const victim = await workerAtRank(cluster.address, 1, run);
     await until('a training step', 90_000, () => (/epoch 1 \[/.test(run.stderr()) ? true : undefined));
     const killedAt = Date.now();
     process.kill(victim.pid, 'SIGKILL');
@@ -251,16 +258,11 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
       const w = (await status(cluster.address)).workers.filter((x) => x.state === 'idle');
       return w.length >= 3 ? w : undefined;
     });
-    const coordinatorLog = path.join(dir, 'cluster-state', 'logs', 'coordinator.log');
-    const jobsBefore = ((await readFile(coordinatorLog, 'utf8')).match(/: 3 workers \(/g) ?? []).length;
-    const run = start(['run', '--coordinator', cluster.address, '--workers', '3', '--epochs', '1', ...TINY, '--run-dir', path.join(dir, 'setup'), '--json']);
-    // The coordinator logs the job's workers before it publishes the dataset: freeze one right then.
-    const picked = await until('the job to take its workers', 60_000, async () => {
-      const lines = (await readFile(coordinatorLog, 'utf8')).split('\n').filter((l) => /: 3 workers \(/.test(l));
-      return lines.length > jobsBefore ? lines.at(-1) : undefined;
-    });
-    const frozen = idle.find((w) => picked.includes(w.workerId))!;
+    // Frozen while idle, just before the job is submitted: its last heartbeat is fresh, so the job
+    // takes it, and its set-up (dataset, ring) then waits on it until the heartbeat timeout.
+    const frozen = idle[0];
     process.kill(frozen.pid, 'SIGSTOP');
+    const run = start(['run', '--coordinator', cluster.address, '--workers', '3', '--epochs', '1', ...TINY, '--run-dir', path.join(dir, 'setup'), '--json']);
     const {code, stdout, stderr} = await run.done;
     process.kill(frozen.pid, 'SIGCONT');
     assert.equal(code, 0, stderr);
