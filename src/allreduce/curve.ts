@@ -21,6 +21,13 @@ export interface RingCurveKeys extends CurveKeyPair {
 export const newCurveKeyPair = (): CurveKeyPair => curveKeyPair();
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
+/**
+ * How long the ZAP handler outlives the last inbox. ZeroMQ tears a closed inbox's sessions down on
+ * its I/O thread, their ZAP pipes included; unbinding the handler under them aborted libzmq
+ * ("Assertion failed: _state == term_ack_sent || _state == term_req_sent2", pipe.cpp) after a
+ * regroup. An inbox opened meanwhile (the next ring of a regroup) keeps the handler.
+ */
+const ZAP_GRACE_MS = 1000;
 /** Refusals logged per inbox before they are only counted (a reconnecting stranger retries every 100 ms). */
 const MAX_REFUSAL_LOGS = 4;
 
@@ -47,6 +54,7 @@ let handler: {socket: Reply; bound: Promise<void>} | undefined;
 /** The last handler's teardown: the inproc endpoint is free for the next one only after its unbind. */
 let released: Promise<void> = Promise.resolve();
 let domainCounter = 0;
+let closing: NodeJS.Timeout | undefined;
 
 /**
  * Registers an inbox with the ZAP handler, starting the handler first if this is the first one
@@ -56,6 +64,8 @@ export async function openZapDomain(label: string, log: (line: string) => void):
   const domain = `dtrain-ring-${process.pid}-${++domainCounter}`;
   const state: DomainState = {keys: new Set(), refused: 0, log, label};
   domains.set(domain, state);
+  clearTimeout(closing);
+  closing = undefined;
   handler ??= startHandler();
   try {
     await handler.bound;
@@ -72,18 +82,23 @@ export async function openZapDomain(label: string, log: (line: string) => void):
       return state.refused;
     },
     close: () => {
-      domains.delete(domain);
-      // The handler's pending receive would keep the process alive: it goes with the last inbox.
-      if (domains.size === 0 && handler) {
-        const {socket, bound} = handler;
-        handler = undefined;
-        released = bound
-          .then(() => socket.unbind(ZAP_ENDPOINT))
-          .catch(() => {})
-          .then(() => socket.close());
-      }
+      if (!domains.delete(domain)) return;
+      // The handler's pending receive would keep the process alive: it goes with the last inbox,
+      // after a grace period (ZAP_GRACE_MS).
+      if (domains.size === 0 && handler && !closing) closing = setTimeout(closeHandler, ZAP_GRACE_MS);
     },
   };
+}
+
+function closeHandler(): void {
+  closing = undefined;
+  if (domains.size > 0 || !handler) return;
+  const {socket, bound} = handler;
+  handler = undefined;
+  released = bound
+    .then(() => socket.unbind(ZAP_ENDPOINT))
+    .catch(() => {})
+    .then(() => socket.close());
 }
 
 function startHandler(): {socket: Reply; bound: Promise<void>} {

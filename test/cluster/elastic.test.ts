@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import {type ChildProcess, spawn} from 'node:child_process';
-import {existsSync} from 'node:fs';
+import {existsSync, openSync} from 'node:fs';
 import {mkdtemp, readFile, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
@@ -190,7 +190,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     process.kill(victim.pid, 'SIGKILL');
     await until('the pause', 20_000, () => (/job paused in epoch \d: waiting for workers: have 1, need 2, timeout 120 s/.test(run.stderr()) ? true : undefined));
     const pausedIn = Date.now() - killedAt;
-    const newcomer = spawn(process.execPath, [BIN, 'worker', '--coordinator', cluster.address, '--backend', 'wasm'], {cwd: dir, env: {...process.env, ...env}, stdio: 'ignore'});
+    const newcomer = spawn(process.execPath, [BIN, 'worker', '--coordinator', cluster.address, '--backend', 'wasm'], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'ignore', openSync(path.join(dir, 'newcomer.log'), 'w')]});
     spawned.push(newcomer);
     const spawnedAt = Date.now();
     await until('the regroup', 60_000, () => (/continuing with 2 workers/.test(run.stderr()) ? true : undefined));
