@@ -32,27 +32,12 @@ export interface ClusterRunOptions extends LocalRunOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** One epoch as `dtrain run --json` prints it (and, with the EpochRecord fields, as history.jsonl stores it). */
-export interface ClusterEpoch {
-  /** 0-based, like history.jsonl. */
-  epoch: number;
-  trainLoss: number;
-  trainAcc: number;
-  testLoss: number;
-  testAcc: number;
-  lr: number;
-  imagesPerSec: number;
-  seconds: number;
-  images: number;
-  steps: number;
-  allreduceSeconds: number;
-  checkpoint: string;
-  perClassAcc: Record<string, number>;
-  /** Steps undone and recomputed after worker losses in this epoch. */
-  lostSteps: number;
-  /** Workers at the end of the epoch. */
-  workers: number;
-}
+/**
+ * One epoch as `dtrain run --json` prints it (and, with the EpochRecord fields, as history.jsonl
+ * stores it): the coordinator's EpochResult without the lr pushed for the next epoch; `epoch` is
+ * 0-based, like history.jsonl.
+ */
+export type ClusterEpoch = Omit<EpochResult, 'nextLr'>;
 
 export interface ClusterRunResult {
   workers: number;

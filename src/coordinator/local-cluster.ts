@@ -7,6 +7,7 @@ import {fileURLToPath} from 'node:url';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {localWorkerMetricsPort} from '../metrics/index.js';
+import {isAlive} from '../util/process.js';
 import {newClusterToken} from './auth.js';
 
 /** The CLI entry point, found from this module (dist/coordinator or src/coordinator → bin/run.js). */
@@ -47,23 +48,13 @@ export async function readClusterState(dir = clusterStateDir()): Promise<Cluster
   }
 }
 
-/** Alive and (where /proc says) still a dtrain process: a pid from an old state file may have been reused. */
-/** Whether pid is still the process we started (its command line holds `marker`), not a reused pid. */
+/** Alive and (where /proc says) still the process we started (its command line holds `marker`): a pid from an old state file may have been reused. */
 export function isOurs(pid: number, marker = 'run.js'): boolean {
   if (!isAlive(pid)) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
   } catch {
     return process.platform !== 'linux';
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 
 import {ExitCode, UserError} from '../cli/errors.js';
+import {isAlive} from '../util/process.js';
 import {type Cifar10FileInfo, CIFAR10_SUBDIR, validateCifar10Dir} from './cifar10.js';
 
 /** Written inside the extracted folder: where the data came from, for `dtrain data info`. */
@@ -98,15 +99,6 @@ async function removeStaleTemps(dir: string): Promise<void> {
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) continue;
     if (pid === process.pid) continue;
     await fs.rm(path.join(dir, name), {recursive: true, force: true});
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as {code?: string}).code === 'EPERM';
   }
 }
 

@@ -6,7 +6,6 @@ import {Worker} from 'node:worker_threads';
 
 import type {ClientDuplexStream, ServiceError} from '@grpc/grpc-js';
 
-import type {RingCurveKeys} from '../allreduce/curve.js';
 import {formLocalRing, RingAllReduce} from '../allreduce/index.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import type {ClientSecurity} from '../coordinator/auth.js';
@@ -246,8 +245,8 @@ export class WorkerSession {
       replica.rollBackTo(stepsDone);
       job.ring.close();
       // Its own CURVE key pair stays the job's; the peers' keys come in the new rank order.
-      job.ring = await this.bindRing(rank, worldSize, job.start.ringSecretKey ? {publicKey: job.start.ringPublicKey, secretKey: job.start.ringSecretKey, peers: ringPublicKeys} : undefined);
       job.start = {...job.start, rank, worldSize, ringPublicKeys};
+      job.ring = await this.bindRing(job.start);
       job.halting = false;
       this.metrics?.setIdentity({worker: this.id, rank, backend: this.backend!.name});
       this.log(`job ${job.start.jobId}: regrouped as rank ${rank}/${worldSize} at ${stepsDone} steps of the segment, ring inbox ${job.ring.endpoint}`);
@@ -334,7 +333,7 @@ export class WorkerSession {
     }
     const {train, test} = await this.dataset(start.datasetHash);
     if (train.count !== start.trainCount || test.count !== start.testCount) throw new Error(`dataset ${start.datasetHash.slice(0, 12)} has ${train.count}/${test.count} images, the job says ${start.trainCount}/${start.testCount}`);
-    const ring = await this.bindRing(start.rank, start.worldSize, start.ringSecretKey ? {publicKey: start.ringPublicKey, secretKey: start.ringSecretKey, peers: start.ringPublicKeys} : undefined);
+    const ring = await this.bindRing(start);
     const endpoint = ring.endpoint!;
     const job: ActiveJob = {start, ring, train, test};
     this.job = job;
@@ -350,8 +349,9 @@ export class WorkerSession {
     this.send({ringBound: {jobId: start.jobId, endpoint, initialState, optimizer: Buffer.alloc(0)}});
   }
 
-  /** A ring rank with its inbox bound (world size 1: a ring of one in this process); CURVE when the job issued keys. */
-  private async bindRing(rank: number, worldSize: number, curve: RingCurveKeys | undefined): Promise<RingAllReduce> {
+  /** The job's ring rank with its inbox bound (world size 1: a ring of one in this process); CURVE when the job issued keys. */
+  private async bindRing({rank, worldSize, ringPublicKey, ringSecretKey, ringPublicKeys}: StartJob): Promise<RingAllReduce> {
+    const curve = ringSecretKey ? {publicKey: ringPublicKey, secretKey: ringSecretKey, peers: ringPublicKeys} : undefined;
     const ring = worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank, worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve});
     await ring.start();
     return ring;

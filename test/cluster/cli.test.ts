@@ -12,6 +12,7 @@ import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
+import {isAlive} from '../../src/util/process.js';
 import {runDtrain} from './helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,19 +24,10 @@ let env: NodeJS.ProcessEnv = {};
 
 const dtrain = (...args: string[]) => runDtrain(args, {cwd: dir, env});
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function allGone(pids: number[], ms = 5000): Promise<number[]> {
   const deadline = Date.now() + ms;
-  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return pids.filter(alive);
+  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return pids.filter(isAlive);
 }
 
 describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'dist/ not built (npm run build)'}, () => {
@@ -108,7 +100,7 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
       const resumed = path.join(dir, 'run', 'checkpoint-epoch3.safetensors');
       if (existsSync(resumed)) assert.ok((await readFile(resumed)).equals(await readFile(path.join(dir, 'run-c', 'checkpoint-epoch3.safetensors'))), 'resumed and uninterrupted runs must agree');
       assert.deepEqual(out.localPids, []);
-      assert.ok(pids.every(alive), 'the standing cluster outlives the job');
+      assert.ok(pids.every(isAlive), 'the standing cluster outlives the job');
       const after = JSON.parse((await dtrain('cluster', 'status', '--json')).stdout);
       assert.equal(after.jobs[0].state, 'completed');
       // a job larger than the cluster fails with a clear message instead of hanging forever

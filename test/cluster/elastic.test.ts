@@ -13,6 +13,7 @@ import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
 import {parseSafetensors} from '../../src/model/safetensors.js';
+import {isAlive} from '../../src/util/process.js';
 import {runDtrain} from './helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,15 +26,6 @@ const HEARTBEAT_TIMEOUT_S = 4;
 let dir = '';
 let env: NodeJS.ProcessEnv = {};
 const spawned: ChildProcess[] = [];
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
   const deadline = Date.now() + ms;
@@ -99,7 +91,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
   after(async () => {
     for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await runDtrain(['cluster', 'down'], {cwd: dir, env});
-    for (const pid of cluster?.workers ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of cluster?.workers ?? []) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     if (process.env.DTRAIN_KEEP_TEST_DIR) console.log(`kept ${dir}`);
     else await rm(dir, {recursive: true, force: true});
   });
@@ -125,7 +117,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.equal(history[1].lostSteps, 0);
     for (const h of history) assert.ok(Number.isFinite(h.trainLoss) && h.testAccuracy >= 0 && h.testAccuracy <= 1, JSON.stringify(h));
     await assertCheckpointValid(path.join(runDir, 'checkpoint-epoch2.safetensors'));
-    await until('every local process gone', 15_000, () => (pids.some(alive) ? undefined : true));
+    await until('every local process gone', 15_000, () => (pids.some(isAlive) ? undefined : true));
   });
 
   test('cluster up: a SIGSTOPped worker is declared dead after the heartbeat timeout, the job continues; woken, it leaves; a new worker joins at an epoch boundary', async () => {
@@ -144,7 +136,7 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     await until('the victim declared dead', 20_000, async () => ((await status(cluster.address)).workers.find((w) => w.workerId === victim.workerId)?.state === 'dead' ? true : undefined));
     process.kill(victim.pid, 'SIGCONT');
     const wokenAt = Date.now();
-    await until('the woken worker to exit', 15_000, () => (alive(victim.pid) ? undefined : true));
+    await until('the woken worker to exit', 15_000, () => (isAlive(victim.pid) ? undefined : true));
     const exitedIn = Date.now() - wokenAt;
     const {code, stdout, stderr} = await run.done;
     // The next tests want the two original survivors only.
@@ -273,6 +265,6 @@ describe('elastic jobs (built CLI, real processes)', {skip: built ? false : 'dis
     assert.match(restart.lost[0], new RegExp(`worker ${frozen.workerId} \\(rank \\d on .+\\): no heartbeat for`));
     assert.deepEqual(out.epochs.map((e: {workers: number}) => e.workers), [2]);
     await assertCheckpointValid(out.checkpoint);
-    await until('the frozen worker, woken, to exit', 15_000, () => (alive(frozen.pid) ? undefined : true));
+    await until('the frozen worker, woken, to exit', 15_000, () => (isAlive(frozen.pid) ? undefined : true));
   });
 });

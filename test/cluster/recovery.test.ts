@@ -14,6 +14,7 @@ import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 
+import {isAlive} from '../../src/util/process.js';
 import {runDtrain} from './helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -30,11 +31,7 @@ const hashes = (d: string, files: string[]) => Promise.all(files.map((f) => sha2
 
 /** Still running: a zombie has exited (here PID 1 may reap detached children a second or two late). */
 function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
+  if (!isAlive(pid)) return false;
   try {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
