@@ -1,8 +1,7 @@
 /**
  * The webgpu backend on a real adapter: in CI that is Mesa's lavapipe (software Vulkan, installed
  * by .ci/run from bookworm-backports), slow but exact enough to prove the kernels. Where no adapter
- * exists the tests skip and say why, except under CI=true or DTRAIN_REQUIRE_WEBGPU=1 (.ci/run sets
- * it), where they fail: CI must run them.
+ * exists they skip and say why, except in CI (./adapter.ts).
  */
 import assert from 'node:assert/strict';
 import {after, test} from 'node:test';
@@ -11,31 +10,17 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {IMAGE_BYTES} from '../../src/data/index.js';
 import {initBackend} from '../../src/engine/backend.js';
-import {probeWebGpu, releaseWebGpu, WebGpuUnavailable} from '../../src/engine/webgpu.js';
+import {applyPrecision} from '../../src/engine/precision.js';
+import {releaseWebGpu} from '../../src/engine/webgpu.js';
 import {readSafetensors} from '../../src/model/safetensors.js';
 import {ShuffleNetV2} from '../../src/model/shufflenetv2.js';
 import {verifyReference} from '../../src/model/verify.js';
 import {SEED_SGD, SGD} from '../../src/optim/sgd.js';
 import {Random} from '../../src/util/random.js';
 import {Trainer} from '../../src/worker/trainer.js';
+import {probe, requireAdapter, skip} from './adapter.js';
 
 const FIXTURE = new URL('../fixtures/shufflenetv2_0.5_reference.safetensors', import.meta.url).pathname;
-
-const probe = await probeWebGpu().then(
-  (adapter) => ({adapter, error: undefined}),
-  (error: Error) => ({adapter: undefined, error}),
-);
-// CI=true (set by CI services) or DTRAIN_REQUIRE_WEBGPU=1 (set by .ci/run): a missing adapter fails.
-const inCI = process.env.CI === 'true' || process.env.DTRAIN_REQUIRE_WEBGPU === '1';
-const skip: string | false =
-  probe.error && !inCI ? `no WebGPU adapter here (${probe.error.message}); fix: ${probe.error instanceof WebGpuUnavailable ? probe.error.fix : 'see docs/gpu.md'}` : false;
-if (skip) console.log(`# webgpu tests skipped: ${skip}`);
-else if (probe.adapter) console.log(`# webgpu adapter: ${probe.adapter.name} (${probe.adapter.hardware ? 'hardware' : 'software'})`);
-
-/** Under CI a missing adapter is a failure, not a skip. */
-function requireAdapter(): void {
-  if (probe.error) throw new Error(`CI=true or DTRAIN_REQUIRE_WEBGPU=1, but no WebGPU adapter: ${probe.error.message} (.ci/run installs Mesa >= 24 lavapipe from bookworm-backports)`);
-}
 
 after(() => releaseWebGpu());
 
@@ -59,6 +44,25 @@ test('verify on webgpu: forward, gradients, running stats and the first SGD step
   // docs/gpu.md): tfjs's float32 sums land at 1e-1 to 3e-1 there. A semantic error (momentum, weight
   // decay, BN backward) is order 1 and already fails the first step above.
   for (const q of of('after_step2.')) assert.ok(Number.isFinite(q.error) && q.error < 1, `${q.quantity} ${q.error}`);
+});
+
+test('verify on webgpu --precision exact: all 34 quantities within tolerance, the second step too', {skip, timeout: 240_000}, async () => {
+  requireAdapter();
+  await initBackend('webgpu');
+  applyPrecision('webgpu', 'exact');
+  try {
+    const before = tf.memory().numTensors;
+    const report = await verifyReference(await readSafetensors(FIXTURE), 'fixture');
+    assert.equal(tf.memory().numTensors, before, 'verify frees every tensor');
+    const worst = (prefix: string) => Math.max(...report.quantities.filter((q) => q.quantity.startsWith(prefix)).map((q) => q.error));
+    console.log(`webgpu exact: forward ${report.worst.forward.toExponential(2)}, gradient ${worst('grad.').toExponential(2)}, step 2 ${worst('after_step2.').toExponential(2)}`);
+    for (const q of report.quantities) assert.ok(q.ok, `${q.quantity} ${q.error} > ${q.tolerance}`);
+    assert.equal(report.quantities.length, 34);
+    // Exact sums bring the gradients to the cpu backend's level (measured 6.5e-6), far below float32's 2.5e-3.
+    assert.ok(worst('grad.') < 1e-4, `gradients ${worst('grad.')}`);
+  } finally {
+    applyPrecision('webgpu', 'fast');
+  }
 });
 
 test('training steps on webgpu: finite loss, tensor count flat across steps', {skip, timeout: 180_000}, async () => {
