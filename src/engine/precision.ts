@@ -7,25 +7,28 @@
  * at 2.9× (size 0.5) to 4.4× (size 1.5) the wasm step time (docs/fidelity.md, docs/gpu.md).
  * The cpu backend is always exact; tensorflow has only its own kernels.
  */
-import {getKernel, type KernelConfig} from '@tensorflow/tfjs-core';
+import {getKernel, type KernelConfig, unregisterKernel} from '@tensorflow/tfjs-core';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import type {BackendName} from './backend.js';
 import {float64ConvConfigs} from './cpu/conv-forward.js';
 import {replaceKernel} from './wasm/kernel-utils.js';
+import {exactBatchMomentsConfig} from './webgpu/exact-batchnorm.js';
 import {exactConvConfigs} from './webgpu/exact-conv.js';
 
 export const PRECISIONS = ['fast', 'exact'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
-/** The backends' own kernels that 'exact' replaced, kept so that 'fast' can put them back. */
-const own = new Map<string, KernelConfig>();
+/** The backends' own kernels that 'exact' replaced (undefined: there was none), so that 'fast' can put them back. */
+const own = new Map<string, KernelConfig | undefined>();
 
 function swapKernels(exactConfigs: KernelConfig[], precision: Precision): void {
   for (const exact of exactConfigs) {
     const key = `${exact.backendName}/${exact.kernelName}`;
-    if (!own.has(key)) own.set(key, getKernel(exact.kernelName, exact.backendName)!);
-    replaceKernel(precision === 'exact' ? exact : own.get(key)!);
+    if (!own.has(key)) own.set(key, getKernel(exact.kernelName, exact.backendName));
+    const wanted = precision === 'exact' ? exact : own.get(key);
+    if (wanted !== undefined) replaceKernel(wanted);
+    else if (getKernel(exact.kernelName, exact.backendName) !== undefined) unregisterKernel(exact.kernelName, exact.backendName);
   }
 }
 
@@ -36,7 +39,7 @@ export function applyPrecision(backend: BackendName, precision: Precision): stri
     return precision === 'exact' ? 'exact (float64 sums in forward convolutions, ~3–4× slower steps)' : 'fast (XNNPACK forward convolutions, float32 sums)';
   }
   if (backend === 'webgpu') {
-    swapKernels(exactConvConfigs(), precision);
+    swapKernels([...exactConvConfigs(), exactBatchMomentsConfig], precision);
     return precision === 'exact' ? 'exact (double-float sums in every convolution, direct WGSL loops: for verification, not speed)' : "fast (webgpu's own kernels)";
   }
   if (backend === 'cpu') return 'exact (the cpu backend always sums convolutions in float64)';

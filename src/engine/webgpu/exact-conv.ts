@@ -18,22 +18,7 @@ import type {Conv2DAttrs, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} fr
 
 import {convGeometry, type ConvGeometry, requireFloat32} from '../wasm/kernel-utils.js';
 import {DOUBLE_FLOAT_WGSL, ZERO_UNIFORM} from './double-float.js';
-
-/** The part of tfjs-backend-webgpu's program interface these kernels fill in. */
-interface WebGpuProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  size: boolean;
-  uniforms: string;
-  workgroupSize: [number, number, number];
-  dispatchLayout: {x: number[]};
-  dispatch: [number, number, number];
-  getUserCode(): string;
-}
-interface WebGpuBackend {
-  runWebGPUProgram(program: WebGpuProgram, inputs: TensorInfo[], outputDtype: 'float32', uniforms: Array<{type: string; data: number[]}>): TensorInfo;
-}
+import type {WebGpuBackend, WebGpuProgram} from './program.js';
 
 /** Which sum an output element is: y from (x, W), dx from (dy, W), dW from (x, dy). */
 type Pass = 'forward' | 'inputGrad' | 'filterGrad';
