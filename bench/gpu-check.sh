@@ -5,6 +5,7 @@
 # Runs, in about 5 minutes at most:
 #   dtrain doctor --json
 #   dtrain model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
+#   the same with --precision exact (dtrain's double-float WGSL kernels: must pass on any GPU)
 #   dtrain bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json (the GPU alone: a CPU
 #   PyTorch run would eat the time budget)
 # and writes one JSON file: {"started", "host", "doctor", "verify", "bench", "exit": {...}, "logs": {...}}.
@@ -25,7 +26,7 @@ command -v node >/dev/null || { echo "gpu-check: node (>= 20) is not on PATH" >&
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-limit=${GPU_CHECK_STEP_LIMIT_S:-120}
+limit=${GPU_CHECK_STEP_LIMIT_S:-80}
 
 # Each step has its own time limit so that the whole script stays within ~5 minutes.
 step() {
@@ -41,6 +42,7 @@ step() {
 
 step doctor 60 doctor --json
 step verify "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
+step verifyExact "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision exact --json
 step bench "$limit" bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json
 
 # Assemble one JSON document with Node (no jq needed); a step whose stdout is not JSON is kept as text.
@@ -50,7 +52,7 @@ import {hostname} from 'node:os';
 const [work, out] = process.argv.slice(2);
 const read = (f) => { try { return readFileSync(`${work}/${f}`, 'utf8'); } catch { return ''; } };
 const json = (name) => { const text = read(`${name}.json`); try { return JSON.parse(text); } catch { return {unparsed: text}; } };
-const steps = ['doctor', 'verify', 'bench'];
+const steps = ['doctor', 'verify', 'verifyExact', 'bench'];
 const result = {
   started: new Date().toISOString(),
   host: hostname(),
@@ -64,9 +66,12 @@ const v = result.verify;
 const b = result.bench?.results ?? [];
 console.log(`gpu-check: wrote ${out}`);
 console.log(`  auto backend: ${result.doctor?.auto?.backend}; webgpu: ${(result.doctor?.backends ?? []).find((x) => x.name === 'webgpu')?.device ?? 'unavailable'}`);
-if (v?.worst) console.log(`  verify (exit ${result.exit.verify}): forward ${v.worst.forward}, gradient ${v.worst.gradient}, update ${v.worst.update}`);
+for (const [name, r] of [['verify', v], ['verifyExact', result.verifyExact]]) {
+  if (r?.worst) console.log(`  ${name} (exit ${result.exit[name]}): forward ${r.worst.forward}, gradient ${r.worst.gradient}, update ${r.worst.update}`);
+}
 for (const r of b) console.log(`  bench size ${r.size}: ${r.imagesPerSec.toFixed(1)} images/s (${r.msPerStep.toFixed(0)} ms/step, batch ${r.batch})`);
 EOF
-# Exit status: 0 when doctor ran and the webgpu bench produced numbers; verify's exit 3 (the second SGD
-# step's float32 amplification, docs/fidelity.md) is reported in the JSON, not treated as a failure.
-[[ $(cat "$work/doctor.rc") == 0 && $(cat "$work/bench.rc") == 0 ]]
+# Exit status: 0 when doctor ran, the exact verify passed and the webgpu bench produced numbers; the
+# fast verify's exit 3 (the second SGD step's float32 amplification, docs/fidelity.md) is reported in
+# the JSON, not treated as a failure.
+[[ $(cat "$work/doctor.rc") == 0 && $(cat "$work/verifyExact.rc") == 0 && $(cat "$work/bench.rc") == 0 ]]

@@ -21,7 +21,7 @@ export const backendFlag = Flags.string({
 
 /** --precision: float32 (fast) or exact sums in the convolutions of wasm and webgpu (src/engine/precision.ts). */
 export const precisionFlag = Flags.string({
-  description: 'How convolutions sum: fast (the backend\'s own float32 kernels) or exact (wasm: float64 forward sums as the cpu backend always does, ~3–4× slower steps; webgpu: double-float sums in every convolution, for verification, much slower). Every `model verify` fixture passes with exact; see docs/fidelity.md.',
+  description: 'How convolutions sum: fast (the backend\'s own float32 kernels) or exact (wasm: float64 forward sums as the cpu backend always does, ~3–4× slower steps; webgpu: double-float sums in every convolution and BatchNorm moments, for verification, not speed). Every `model verify` fixture passes with exact; see docs/fidelity.md.',
   options: [...PRECISIONS],
   default: 'fast',
 });

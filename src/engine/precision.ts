@@ -2,7 +2,7 @@
  * `--precision`: how convolutions sum. 'fast' (the default) keeps the backend's own kernels, which
  * sum in float32; 'exact' registers kernels whose sums are exact before the one rounding to float32:
  * for wasm the float64-summing forward convolutions the cpu backend always uses, for webgpu WGSL
- * double-float sums in all six convolution kernels. Exact sums land every ReLU input within ~1e-6
+ * double-float sums in all six convolution kernels and in BatchNorm's moments. Exact sums land every ReLU input within ~1e-6
  * of zero on the same side as PyTorch's float64 reference, so `model verify` passes every fixture,
  * at 2.9× (size 0.5) to 4.4× (size 1.5) the wasm step time (docs/fidelity.md, docs/gpu.md).
  * The cpu backend is always exact; tensorflow has only its own kernels.
@@ -40,7 +40,7 @@ export function applyPrecision(backend: BackendName, precision: Precision): stri
   }
   if (backend === 'webgpu') {
     swapKernels([...exactConvConfigs(), exactBatchMomentsConfig], precision);
-    return precision === 'exact' ? 'exact (double-float sums in every convolution, direct WGSL loops: for verification, not speed)' : "fast (webgpu's own kernels)";
+    return precision === 'exact' ? 'exact (double-float sums in every convolution and in BatchNorm moments, direct WGSL loops: for verification, not speed)' : "fast (webgpu's own kernels)";
   }
   if (backend === 'cpu') return 'exact (the cpu backend always sums convolutions in float64)';
   if (precision === 'exact') {
