@@ -4,7 +4,7 @@
 # build, done elsewhere and copied), Node >= 20 and the GPU's Vulkan driver (plus libvulkan.so.1).
 # Runs, in about 5 minutes at most:
 #   dtrain doctor --json
-#   dtrain model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
+#   dtrain model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision fast --json
 #   the same with --precision exact (dtrain's double-float WGSL kernels: must pass on any GPU)
 #   dtrain bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json (the GPU alone: a CPU
 #   PyTorch run would eat the time budget)
@@ -41,7 +41,7 @@ step() {
 }
 
 step doctor 60 doctor --json
-step verify "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --json
+step verify "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision fast --json
 step verifyExact "$limit" model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision exact --json
 step bench "$limit" bench step --backend webgpu --size 0.5,1.5 --batch 32 --no-torch --json
 

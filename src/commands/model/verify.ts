@@ -1,32 +1,39 @@
-import {Args} from '@oclif/core';
+import {Args, Flags} from '@oclif/core';
 
 import {DtrainCommand} from '../../cli/base-command.js';
 import {ExitCode} from '../../cli/errors.js';
-import {backendFlag, precisionFlag} from '../../cli/flags.js';
+import {backendFlag} from '../../cli/flags.js';
 import {formatTable} from '../../cli/table.js';
 import {type BackendChoice, describeBackend, initBackend} from '../../engine/backend.js';
-import {applyPrecision, type Precision} from '../../engine/precision.js';
+import {applyPrecision, type Precision, PRECISIONS} from '../../engine/precision.js';
 import {readSafetensors} from '../../model/safetensors.js';
 import {type VerifyReport, verifyReference} from '../../model/verify.js';
 
 export default class ModelVerifyCommand extends DtrainCommand {
   static override summary = 'Prove the port is exact: recompute a PyTorch reference fixture and print the error of every quantity.';
   static override description = `FILE is a safetensors fixture made by shared/reference/make_reference.py (the seed's model in PyTorch, expected values in float64): weights under "model.", inputs and expected logits, loss, gradients, BatchNorm running statistics and parameters after one and two SGD steps under "ref.".
-Forward quantities are compared by max absolute error (tolerance 1e-4), gradients and updates by relative L2 error (1e-2). Exits ${ExitCode.verifyFailed} when any quantity is above its tolerance.`;
+Forward quantities are compared by max absolute error (tolerance 1e-4), gradients and updates by relative L2 error (1e-2). Exits ${ExitCode.verifyFailed} when any quantity is above its tolerance.
+By default the check runs with exact sums (--precision exact) wherever the backend has them (cpu, wasm, webgpu): the fixtures' second SGD step amplifies float32 rounding ~2000×, so only exact sums pass it on every fixture. --precision fast checks the kernels training uses by default: they must meet the forward, gradient and first-step tolerances; their second step may miss by float32 noise (docs/fidelity.md).`;
   static override examples = [
     '<%= config.bin %> model verify test/fixtures/shufflenetv2_0.5_reference.safetensors',
     '<%= config.bin %> model verify ref_1.5.safetensors --backend cpu --json',
-    '<%= config.bin %> model verify ref_1.5.safetensors --backend wasm --precision exact',
-    '<%= config.bin %> model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision exact',
+    '<%= config.bin %> model verify ref_1.5.safetensors --backend wasm',
+    '<%= config.bin %> model verify test/fixtures/shufflenetv2_0.5_reference.safetensors --backend webgpu --precision fast',
   ];
   static override args = {file: Args.string({description: 'reference fixture (.safetensors)', required: true})};
-  static override flags = {backend: backendFlag, precision: precisionFlag};
+  static override flags = {
+    backend: backendFlag,
+    precision: Flags.string({
+      description: 'exact (default where the backend has exact kernels: cpu, wasm, webgpu) or fast (the float32 kernels training uses by default; tensorflow has only these).',
+      options: [...PRECISIONS],
+    }),
+  };
 
   async run(): Promise<VerifyReport & {backend: string; device: string; precision: string}> {
     const {args, flags} = await this.parse(ModelVerifyCommand);
     const fixture = await readSafetensors(args.file);
     const backend = await initBackend(flags.backend as BackendChoice);
-    const precision = flags.precision as Precision;
+    const precision = (flags.precision ?? (backend.name === 'tensorflow' ? 'fast' : 'exact')) as Precision;
     this.progress(`dtrain: ${describeBackend(backend)}; precision ${applyPrecision(backend.name, precision)}`);
     const report = await verifyReference(fixture, args.file);
     const result = {...report, backend: backend.name, device: backend.device, precision};
