@@ -51,7 +51,7 @@ test('wasm with --precision exact (float64 sums in forward convolutions) passes 
     applyPrecision('wasm', 'fast');
   }
   assert.equal(tf.getKernel('Conv2D', 'wasm')?.kernelFunc.name, 'conv2d', 'wasm\'s own Conv2D (XNNPACK) is back');
-  assert.throws(() => applyPrecision('webgpu', 'exact'), /--precision exact needs the wasm or cpu backend/);
+  assert.throws(() => applyPrecision('tensorflow', 'exact'), /--precision exact needs the wasm, webgpu or cpu backend/);
 });
 
 test('a port with a wrong layout fails verification with order-1 errors', async () => {
