@@ -40,6 +40,17 @@ const GEOMETRY_WGSL = `
     let tap = kh * uniforms.filterDims.y + kw;
     return select((tap * uniforms.inDims.w + c) * uniforms.outDims.w + d, tap * uniforms.outDims.w + d, DEPTHWISE);
   }
+  // (n, h, w, c) of a flat index into a row-major tensor of shape dims (dims.x is not needed).
+  fn coordsOf(index : i32, dims : vec4<i32>) -> vec4<i32> {
+    let w = (index / dims.w) % dims.z;
+    let rest = index / (dims.w * dims.z);
+    return vec4<i32>(rest / dims.y, rest % dims.y, w, index % dims.w);
+  }
+  // The input row (or column) that output row o reads through tap k, or -1 in the padding.
+  fn inputFor(o : i32, k : i32, stride : i32, pad : i32, inSize : i32) -> i32 {
+    let i = o * stride - pad + k;
+    return select(i, -1, i < 0 || i >= inSize);
+  }
   // The output row (or column) that tap k reads input row i from, or -1 when none does.
   fn outputFor(i : i32, k : i32, stride : i32, pad : i32, outSize : i32) -> i32 {
     let n = i + pad - k;
@@ -53,20 +64,16 @@ function passBody(pass: Pass): string {
     case 'forward':
       // y[b, oy, ox, d] = Σ_{kh, kw, c ∈ d's group} x[b, iy, ix, c] · W[kh, kw, c, d]
       return `
-        let d = index % uniforms.outDims.w;
-        var t = index / uniforms.outDims.w;
-        let ox = t % uniforms.outDims.z;
-        t = t / uniforms.outDims.z;
-        let oy = t % uniforms.outDims.y;
-        let b = t / uniforms.outDims.y;
+        let at = coordsOf(index, uniforms.outDims);
+        let b = at.x; let oy = at.y; let ox = at.z; let d = at.w;
         let cFirst = select(0, d / uniforms.padMul.z, DEPTHWISE);
         let cEnd = select(uniforms.inDims.w, cFirst + 1, DEPTHWISE);
         for (var kh = 0; kh < uniforms.filterDims.x; kh++) {
-          let iy = oy * uniforms.filterDims.z - uniforms.padMul.x + kh;
-          if (iy < 0 || iy >= uniforms.inDims.y) { continue; }
+          let iy = inputFor(oy, kh, uniforms.filterDims.z, uniforms.padMul.x, uniforms.inDims.y);
+          if (iy < 0) { continue; }
           for (var kw = 0; kw < uniforms.filterDims.y; kw++) {
-            let ix = ox * uniforms.filterDims.w - uniforms.padMul.y + kw;
-            if (ix < 0 || ix >= uniforms.inDims.z) { continue; }
+            let ix = inputFor(ox, kw, uniforms.filterDims.w, uniforms.padMul.y, uniforms.inDims.z);
+            if (ix < 0) { continue; }
             for (var c = cFirst; c < cEnd; c++) {
               acc = dfMulAdd(acc, x[xAt(b, iy, ix, c)], W[wAt(kh, kw, c, d)]);
             }
@@ -75,12 +82,8 @@ function passBody(pass: Pass): string {
     case 'inputGrad':
       // dx[b, iy, ix, c] = Σ_{kh, kw, d fed by c} dy[b, oy, ox, d] · W[kh, kw, c, d] over the taps that read (iy, ix)
       return `
-        let c = index % uniforms.inDims.w;
-        var t = index / uniforms.inDims.w;
-        let ix = t % uniforms.inDims.z;
-        t = t / uniforms.inDims.z;
-        let iy = t % uniforms.inDims.y;
-        let b = t / uniforms.inDims.y;
+        let at = coordsOf(index, uniforms.inDims);
+        let b = at.x; let iy = at.y; let ix = at.z; let c = at.w;
         let dFirst = select(0, c * uniforms.padMul.z, DEPTHWISE);
         let dEnd = select(uniforms.outDims.w, dFirst + uniforms.padMul.z, DEPTHWISE);
         for (var kh = 0; kh < uniforms.filterDims.x; kh++) {
@@ -98,20 +101,16 @@ function passBody(pass: Pass): string {
       // dW[kh, kw, c, d] = Σ_{b, oy, ox} x[b, iy, ix, c] · dy[b, oy, ox, d]
       return `
         let perTap = select(uniforms.outDims.w, uniforms.padMul.z, DEPTHWISE);
-        let q = index % perTap;
-        var t = index / perTap;
-        let c = t % uniforms.inDims.w;
-        t = t / uniforms.inDims.w;
-        let kw = t % uniforms.filterDims.y;
-        let kh = t / uniforms.filterDims.y;
+        let at = coordsOf(index, vec4<i32>(uniforms.filterDims.x, uniforms.filterDims.y, uniforms.inDims.w, perTap));
+        let kh = at.x; let kw = at.y; let c = at.z; let q = at.w;
         let d = select(q, c * uniforms.padMul.z + q, DEPTHWISE);
         for (var b = 0; b < uniforms.inDims.x; b++) {
           for (var oy = 0; oy < uniforms.outDims.y; oy++) {
-            let iy = oy * uniforms.filterDims.z - uniforms.padMul.x + kh;
-            if (iy < 0 || iy >= uniforms.inDims.y) { continue; }
+            let iy = inputFor(oy, kh, uniforms.filterDims.z, uniforms.padMul.x, uniforms.inDims.y);
+            if (iy < 0) { continue; }
             for (var ox = 0; ox < uniforms.outDims.z; ox++) {
-              let ix = ox * uniforms.filterDims.w - uniforms.padMul.y + kw;
-              if (ix < 0 || ix >= uniforms.inDims.z) { continue; }
+              let ix = inputFor(ox, kw, uniforms.filterDims.w, uniforms.padMul.y, uniforms.inDims.z);
+              if (ix < 0) { continue; }
               acc = dfMulAdd(acc, x[xAt(b, iy, ix, c)], dy[dyAt(b, oy, ox, d)]);
             }
           }
