@@ -1,120 +1,76 @@
 /**
- * IEEE 754 half precision (binary16) on typed arrays, for `compression: 'fp16'` rings: what travels
- * between ranks is 2 bytes per value. Node 20 has neither Math.f16round nor Float16Array (only behind
- * flags), so both directions are done here on the bit patterns.
+ * IEEE 754 half precision (binary16), for `compression: 'fp16'` rings: what travels between ranks
+ * is 2 bytes per value. Node 20 has neither Math.f16round nor Float16Array (only behind flags), so
+ * both directions are done here on the bit patterns: arrays in WebAssembly SIMD (fp16-simd.ts),
+ * single values in JS with the same arithmetic.
  *
  * - float32 → half rounds to nearest, ties to even; values of magnitude ≥ 65520 (the midpoint above
  *   the largest half, 65504) become ±Infinity; below 2^−14 they become subnormal halves (spacing
- *   2^−24), below 2^−25 (ties to even at exactly 2^−25) ±0; NaN stays NaN (quiet, its top payload
- *   bits kept), ±Infinity stays ±Infinity, −0 stays −0.
- * - half → float32 is exact (every half is a float32): one lookup in a 65,536-entry table.
+ *   2^−24), at or below 2^−25 (a tie, to even) ±0; NaN stays NaN (quiet, its top payload bits
+ *   kept), ±Infinity stays ±Infinity, −0 stays −0.
+ * - half → float32 is exact (every half is a float32).
  */
+import {simdAccumulate, simdDecode, simdEncode} from './fp16-simd.js';
 
 /** The largest finite half. */
 export const HALF_MAX = 65504;
 
-/** Every half's float32 bit pattern, indexed by the half's bits (256 KiB, built once). */
-const HALF_TO_FLOAT_BITS = buildDecodeTable();
-
-function buildDecodeTable(): Uint32Array {
-  const table = new Uint32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exponent = (h >> 10) & 0x1f;
-    const mantissa = h & 0x3ff;
-    let bits: number;
-    if (exponent === 0x1f) {
-      bits = 0x7f800000 | (mantissa << 13); // ±Infinity, NaN with its payload
-    } else if (exponent !== 0) {
-      bits = ((exponent + 112) << 23) | (mantissa << 13); // normal: rebias 15 → 127
-    } else if (mantissa === 0) {
-      bits = 0;
-    } else {
-      // Subnormal half m·2^−24: normalise for float32.
-      let e = 113; // 127 − 14
-      let m = mantissa;
-      while ((m & 0x400) === 0) {
-        m <<= 1;
-        e--;
-      }
-      bits = (e << 23) | ((m & 0x3ff) << 13);
-    }
-    table[h] = (sign | bits) >>> 0;
-  }
-  return table;
-}
-
-/** 2^52: adding it to a non-negative double below 2^52 rounds that double to an integer, ties to even. */
-const ROUND_TO_INTEGER = 2 ** 52;
-/** 2^24: a float32 below 2^−14 times this is its value in units of the smallest subnormal half. */
-const SUBNORMAL_UNITS = 2 ** 24;
 const bitsScratch = new Uint32Array(1);
 const floatScratch = new Float32Array(bitsScratch.buffer);
 
 /**
- * Half bits of one float32 given as its value `v` and bit pattern `bits` (round to nearest even).
- * After F. Giesen's float_to_half_fast3_rtne: normal results by adding the rounding bias to the
- * rebiased bits (a carry out of the mantissa bumps the exponent, up to Infinity); subnormal ones as
- * |v|·2^24 rounded to an integer by the double addition of 2^52 (exact scaling, then one rounding).
+ * Half bits of one float32 given by its bit pattern, round to nearest even. After F. Giesen's
+ * float_to_half_fast3_rtne: normal results by adding the rounding bias to the rebiased bits (a
+ * carry out of the mantissa bumps the exponent, up to Infinity); subnormal ones by a float32
+ * addition of 0.5, which rounds the value to the subnormal grid.
  */
-function toHalf(v: number, bits: number): number {
+export function floatBitsToHalf(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const f = bits & 0x7fffffff;
-  if (f < 0x38800000) return sign | (Math.abs(v) * SUBNORMAL_UNITS + ROUND_TO_INTEGER - ROUND_TO_INTEGER); // below 2^−14: subnormal or zero (1024 = the smallest normal)
-  if (f < 0x47800000) return sign | ((f + 0xc8000fff + ((f >>> 13) & 1)) >>> 13); // rebias 127 → 15, round the 13 dropped bits; [65520, 65536) carries to Infinity
+  if (f < 0x38800000) {
+    // Below 2^−14: subnormal or zero (0x400 when it rounds up to the smallest normal).
+    bitsScratch[0] = f;
+    floatScratch[0] = floatScratch[0] + 0.5;
+    return sign | (bitsScratch[0] - 0x3f000000);
+  }
+  if (f < 0x477ff000) return sign | ((f + 0xc8000fff + ((f >>> 13) & 1)) >>> 13); // rebias 127 → 15, round the 13 dropped bits
   if (f > 0x7f800000) return sign | 0x7e00 | ((f >>> 13) & 0x3ff); // NaN: quiet, top payload bits kept
-  return sign | 0x7c00; // ≥ 65536 or Infinity
+  return sign | 0x7c00; // ≥ 65520, or Infinity
 }
 
-/** The half bits of a float32 given by its bit pattern. */
-export function floatBitsToHalf(bits: number): number {
-  bitsScratch[0] = bits;
-  return toHalf(floatScratch[0], bits);
-}
-
-/** The half bits nearest to x after x is rounded to float32 (as a Float32Array store would). */
+/** The half bits nearest to x once x is rounded to float32 (as a Float32Array store would). */
 export function floatToHalf(x: number): number {
   floatScratch[0] = x;
-  return toHalf(floatScratch[0], bitsScratch[0]);
+  return floatBitsToHalf(bitsScratch[0]);
 }
 
-/** out[i] = half(x[i]) for every i; returns how many finite values overflowed to ±Infinity (|x| ≥ 65520). */
-export function encodeHalf(x: Float32Array, out: Uint16Array): number {
-  if (out.length < x.length) throw new RangeError(`encodeHalf: output of ${out.length} for ${x.length} values`);
-  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  let overflowed = 0;
-  for (let i = 0; i < x.length; i++) {
-    const b = bits[i];
-    const h = toHalf(x[i], b);
-    out[i] = h;
-    if ((h & 0x7fff) === 0x7c00 && (b & 0x7fffffff) !== 0x7f800000) overflowed++;
-  }
-  return overflowed;
-}
-
-/** out[i] = float32(h[i]) for every i (exact). */
-export function decodeHalf(h: Uint16Array, out: Float32Array): void {
-  if (out.length < h.length) throw new RangeError(`decodeHalf: output of ${out.length} for ${h.length} values`);
-  const bits = new Uint32Array(out.buffer, out.byteOffset, h.length);
-  for (let i = 0; i < h.length; i++) bits[i] = HALF_TO_FLOAT_BITS[h[i]];
-}
-
-/** The float32 a half stands for (tests, one-off uses); decodeHalf for arrays. */
+/** The float32 a half stands for, exactly. */
 export function halfToFloat(h: number): number {
-  bitsScratch[0] = HALF_TO_FLOAT_BITS[h & 0xffff];
-  return floatScratch[0];
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const mantissa = h & 0x3ff;
+  if (exponent === 0x1f) return mantissa ? Number.NaN : sign * Infinity;
+  return exponent === 0 ? sign * mantissa * 2 ** -24 : sign * (1024 + mantissa) * 2 ** (exponent - 25);
 }
 
-/** Half values as float32 (reads of the bit table; NaN payloads may not survive a float round trip, which sums do not need). */
-const HALF_TO_FLOAT = new Float32Array(HALF_TO_FLOAT_BITS.buffer);
+/** out[i] = half(x[i] / divisor) for every i (the division in float32); returns how many finite values became ±Infinity. */
+export function encodeHalf(x: Float32Array, out: Uint16Array, divisor = 1): number {
+  if (out.length < x.length) throw new RangeError(`encodeHalf: output of ${out.length} for ${x.length} values`);
+  return simdEncode(x, out, divisor);
+}
+
+/** out[i] = float32(h[i]) for every i (exact); returns how many are ±Infinity or NaN. */
+export function decodeHalf(h: Uint16Array, out: Float32Array): number {
+  if (out.length < h.length) throw new RangeError(`decodeHalf: output of ${out.length} for ${h.length} values`);
+  return simdDecode(h, out);
+}
 
 /**
- * out[i] = float32(h[i]) + x[i] / divisor, computed in double and rounded once to float32 by the
- * store (with divisor 1 the sum of a half and a float32 is exact in double but for exponent spreads
- * beyond 29 binary orders). `out` may be `x`.
+ * h[i] = half(float32(h[i]) + x[i] / divisor) in place, the division and the addition in float32
+ * (each rounded once, to nearest even), then rounded to half; returns how many finite values became
+ * ±Infinity. What a ring rank does to a partial sum on its way through.
  */
-export function addHalf(h: Uint16Array, x: Float32Array, out: Float32Array, divisor = 1): void {
-  if (x.length < h.length || out.length < h.length) throw new RangeError(`addHalf: ${h.length} halves, ${x.length} addends, output of ${out.length}`);
-  if (divisor === 1) for (let i = 0; i < h.length; i++) out[i] = HALF_TO_FLOAT[h[i]] + x[i];
-  else for (let i = 0; i < h.length; i++) out[i] = HALF_TO_FLOAT[h[i]] + x[i] / divisor;
+export function accumulateHalf(h: Uint16Array, x: Float32Array, divisor = 1): number {
+  if (x.length < h.length) throw new RangeError(`accumulateHalf: ${h.length} halves, ${x.length} addends`);
+  return simdAccumulate(h, x, divisor);
 }

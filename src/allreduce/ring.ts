@@ -12,7 +12,7 @@ import {Pull, Push} from 'zeromq';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {openZapDomain, type RingCurveKeys, type ZapDomain} from './curve.js';
-import {addHalf, decodeHalf, encodeHalf, HALF_MAX} from './fp16.js';
+import {accumulateHalf, decodeHalf, encodeHalf, HALF_MAX} from './fp16.js';
 import {decodeHeader, encodeHeader, type Header, jobHash, Phase, phaseName} from './header.js';
 import {mod, nextTransfer, receiveSchedule, segmentChunks, type Transfer} from './schedule.js';
 
@@ -98,14 +98,13 @@ export class NonFiniteAllReduceError extends UserError {
     readonly count: number,
     readonly firstIndex: number,
     readonly firstValue: number,
-    /** Values this rank encoded that overflowed half precision, and non-finite values in its own input. */
+    /** Finite values this rank encoded that overflowed half precision (0 on every rank: some input was already non-finite). */
     readonly overflowedHere: number,
-    readonly nonFiniteInputs: number,
     tag: AllReduceTag,
   ) {
     super(
       `fp16 all-reduce in job ${tag.job} step ${tag.step} gave ${count} non-finite value${count === 1 ? '' : 's'} (first: element ${firstIndex} = ${firstValue}); ` +
-        `on rank ${rank} ${overflowedHere} value${overflowedHere === 1 ? '' : 's'} overflowed half precision (|x| > ${HALF_MAX}) and ${nonFiniteInputs} input value${nonFiniteInputs === 1 ? ' was' : 's were'} already non-finite`,
+        `${overflowedHere} value${overflowedHere === 1 ? '' : 's'} overflowed half precision (|x| > ${HALF_MAX}) on rank ${rank} (none on any rank: some rank's own input was already non-finite)`,
       {suggestion: 'gradients beyond ±65504 do not fit in fp16: train with --grad-compression none, or lower --lr if the loss is diverging'},
     );
     this.name = 'NonFiniteAllReduceError';
@@ -135,8 +134,6 @@ export class RingAllReduce {
   private readonly timeoutMs: number;
   private readonly partialBytes: 4 | 8;
   private readonly compression: Compression;
-  /** fp16: one chunk of float32 sums, reused. */
-  private halfScratch?: Float32Array;
   private readonly log: (line: string) => void;
   private pull?: Pull;
   private push?: Push;
@@ -311,13 +308,13 @@ export class RingAllReduce {
       if (this.dropLogs > MAX_DROP_LOGS) this.log(`rank ${rank}: ${this.dropLogs - MAX_DROP_LOGS} more messages dropped in job ${tag.job} step ${tag.step}`);
     }
     // After a complete all-reduce (the ring stays usable): every rank holds the same bits, so every rank fails alike.
-    if (codec.checksFinite) checkFinite(data, codec, rank, tag);
+    checkFinite(data, codec, rank, tag);
     return data;
   }
 
   /** How payloads are made and taken apart for one call (a fresh one per call: fp16 counts its overflows). */
   private codec(compression: Compression, divisor: number): Codec {
-    if (compression === 'fp16') return new HalfCodec((this.halfScratch ??= new Float32Array(this.chunkElems)), divisor);
+    if (compression === 'fp16') return new HalfCodec(divisor);
     return new ExactCodec(this.partialBytes, divisor);
   }
 
@@ -327,7 +324,6 @@ export class RingAllReduce {
       this.totals.sentBytes += payload.length;
       outbox.enqueue([encodeHeader({...base, phase: t.phase, ringStep: t.ringStep, chunk: t.chunk.index, offset: t.chunk.offset, count: t.chunk.count}), payload]);
     };
-    codec.begin?.(data);
     // Reduce-scatter step 0 sends this rank's own segment.
     for (const chunk of segmentChunks(data.length, worldSize, rank, this.chunkElems)) {
       send({phase: Phase.reduceScatter, ringStep: 0, chunk}, codec.first(data.subarray(chunk.offset, chunk.offset + chunk.count)));
@@ -511,8 +507,6 @@ interface Codec {
   /** Payload bytes per element in a phase, and what they hold (drop messages). */
   bytesPerValue(phase: Transfer['phase']): number;
   describe(phase: Transfer['phase']): string;
-  /** Called once before the first send (fp16 counts non-finite inputs, for its error message). */
-  begin?(data: Float32Array): void;
   /** Reduce-scatter step 0: this rank's own values. */
   first(own: Float32Array): Buffer;
   /** Reduce-scatter, not the last step: add own into the partial sums; returns what goes on. */
@@ -521,17 +515,15 @@ interface Codec {
   finish(partial: Buffer, own: Float32Array): Buffer;
   /** All-gather: own becomes the payload's values; returns what goes on. */
   gather(payload: Buffer, own: Float32Array): Buffer;
-  /** fp16: the result must be checked; how many values overflowed half precision on this rank, how many inputs were not finite. */
-  readonly checksFinite: boolean;
+  /** fp16: how many finite values overflowed half precision on this rank, and how many result values are not finite. */
   readonly overflowed: number;
-  readonly nonFiniteInputs: number;
+  readonly nonFinite: number;
 }
 
 /** compression 'none': float64 (exact) or float32 partial sums, float32 all-gather. */
 class ExactCodec implements Codec {
-  readonly checksFinite = false;
   readonly overflowed = 0;
-  readonly nonFiniteInputs = 0;
+  readonly nonFinite = 0;
 
   constructor(
     private readonly partialBytes: 4 | 8,
@@ -577,18 +569,15 @@ class ExactCodec implements Codec {
  * compression 'fp16': half precision on the wire in both phases. Each rank's values are divided by
  * the divisor before they join a partial sum (a mean's partial sums then stay within the largest
  * input, so they overflow half only where an input does); partial sums are decoded, summed with this
- * rank's share in double, rounded to float32, then re-encoded (never summed in half); the finishing
- * rank rounds the result to half and keeps exactly that value.
+ * rank's share in float32, then re-encoded (never summed in half); the finishing rank rounds the
+ * result to half and keeps exactly that value.
  */
 class HalfCodec implements Codec {
-  readonly checksFinite = true;
   overflowed = 0;
-  nonFiniteInputs = 0;
+  /** Every result value passes through a decode on every rank, which counts the non-finite ones. */
+  nonFinite = 0;
 
-  constructor(
-    private readonly scratch: Float32Array,
-    private readonly divisor: number,
-  ) {}
+  constructor(private readonly divisor: number) {}
 
   bytesPerValue(): number {
     return 2;
@@ -598,59 +587,38 @@ class HalfCodec implements Codec {
     return 'fp16 values';
   }
 
-  begin(data: Float32Array): void {
-    this.nonFiniteInputs = countNonFinite(data).count;
-  }
-
   first(own: Float32Array): Buffer {
     const h = new Uint16Array(own.length);
-    const shares = this.scratch.subarray(0, own.length);
-    for (let k = 0; k < own.length; k++) shares[k] = own[k] / this.divisor;
-    this.overflowed += encodeHalf(shares, h);
+    this.overflowed += encodeHalf(own, h, this.divisor);
     return bufferOf(h);
   }
 
   accumulate(partial: Buffer, own: Float32Array): Buffer {
     const h = typedView(partial, Uint16Array);
-    const sums = this.scratch.subarray(0, h.length);
-    addHalf(h, own, sums, this.divisor);
-    this.overflowed += encodeHalf(sums, h);
+    this.overflowed += accumulateHalf(h, own, this.divisor);
     return bufferOf(h);
   }
 
   finish(partial: Buffer, own: Float32Array): Buffer {
     const h = typedView(partial, Uint16Array);
-    addHalf(h, own, own, this.divisor);
-    this.overflowed += encodeHalf(own, h);
-    // Keep what the others will decode, not the float32 mean: every rank ends with the same bits.
-    decodeHalf(h, own);
+    this.overflowed += accumulateHalf(h, own, this.divisor);
+    // Keep what the others will decode, not a float32 mean: every rank ends with the same bits.
+    this.nonFinite += decodeHalf(h, own);
     return bufferOf(h);
   }
 
   gather(payload: Buffer, own: Float32Array): Buffer {
     const h = typedView(payload, Uint16Array);
-    decodeHalf(h, own);
+    this.nonFinite += decodeHalf(h, own);
     return bufferOf(h);
   }
 }
 
-function countNonFinite(data: Float32Array): {count: number; first: number} {
-  let count = 0;
-  let first = -1;
-  for (let i = 0; i < data.length; i++) {
-    // x − x is 0 for every finite x, NaN for ±Infinity and NaN.
-    if (data[i] - data[i] !== 0) {
-      count++;
-      if (first < 0) first = i;
-    }
-  }
-  return {count, first};
-}
-
 /** fp16 results: fail the call where a value is not finite (every rank holds the same bits, so every rank fails alike). */
 function checkFinite(data: Float32Array, codec: Codec, rank: number, tag: AllReduceTag): void {
-  const {count, first} = countNonFinite(data);
-  if (count > 0) throw new NonFiniteAllReduceError(rank, count, first, data[first], codec.overflowed, codec.nonFiniteInputs, tag);
+  if (codec.nonFinite === 0) return;
+  const first = data.findIndex((x) => !Number.isFinite(x));
+  throw new NonFiniteAllReduceError(rank, codec.nonFinite, first, data[first], codec.overflowed, tag);
 }
 
 function checkCompression(c: string): Compression {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {describe, test} from 'node:test';
 
-import {addHalf, decodeHalf, encodeHalf, floatBitsToHalf, floatToHalf, HALF_MAX, halfToFloat} from '../../src/allreduce/fp16.js';
+import {accumulateHalf, decodeHalf, encodeHalf, floatBitsToHalf, floatToHalf, HALF_MAX, halfToFloat} from '../../src/allreduce/fp16.js';
 import {formLocalRing, NonFiniteAllReduceError, type RingAllReduce} from '../../src/allreduce/index.js';
 import {assertBitwiseEqual, assertExactMean, randomVector} from './helpers.js';
 
@@ -48,7 +48,7 @@ describe('fp16 conversion', () => {
   test('every one of the 65,536 halves decodes to its IEEE value and encodes back to the same bits (NaNs stay NaN)', () => {
     const all = Uint16Array.from({length: 65536}, (_, h) => h);
     const decoded = new Float32Array(65536);
-    decodeHalf(all, decoded);
+    assert.equal(decodeHalf(all, decoded), 2 * 1024, 'decode counts ±Infinity and the NaNs');
     const again = new Uint16Array(65536);
     assert.equal(encodeHalf(decoded, again), 0, 'no overflow');
     for (let h = 0; h < 65536; h++) {
@@ -60,7 +60,7 @@ describe('fp16 conversion', () => {
         assert.equal(again[h] & 0x8000, h & 0x8000, 'NaN keeps its sign');
         continue;
       }
-      if (!Object.is(decoded[h], want)) assert.fail(`0x${h.toString(16)} decodes to ${decoded[h]}, expected ${want}`);
+      if (!Object.is(decoded[h], want) || !Object.is(halfToFloat(h), want)) assert.fail(`0x${h.toString(16)} decodes to ${decoded[h]} / ${halfToFloat(h)}, expected ${want}`);
       if (again[h] !== h) assert.fail(`0x${h.toString(16)} re-encodes to 0x${again[h].toString(16)}`);
     }
   });
@@ -97,7 +97,7 @@ describe('fp16 conversion', () => {
     assert.equal(encodeHalf(x, new Uint16Array(x.length)), 3, 'finite values that became ±Infinity are counted; ±Infinity and NaN inputs are not');
   });
 
-  test('a sweep of float32 bit patterns (every 4099th, and both neighbours of every midpoint between halves) rounds to the nearest half', () => {
+  test('a sweep of float32 bit patterns (every 4099th, and both neighbours of every midpoint between halves) rounds to the nearest half, arrays and single values', () => {
     const inputs: number[] = [];
     for (let b = 0; b < 2 ** 32; b += 4099) inputs.push(b);
     for (let h = 0; h < 0x7bff; h++) {
@@ -110,21 +110,22 @@ describe('fp16 conversion', () => {
     encodeHalf(values, out);
     for (let i = 0; i < bits.length; i++) {
       const want = nearestHalf(values[i]);
-      const ok = Number.isNaN(values[i]) ? (out[i] & 0x7c00) === 0x7c00 && (out[i] & 0x3ff) !== 0 : out[i] === want;
+      const ok = Number.isNaN(values[i]) ? (out[i] & 0x7c00) === 0x7c00 && (out[i] & 0x3ff) !== 0 && floatBitsToHalf(bits[i]) === out[i] : out[i] === want && floatBitsToHalf(bits[i]) === want;
       if (!ok) assert.fail(`float32 0x${bits[i].toString(16)} (${values[i]}) → 0x${out[i].toString(16)}, expected 0x${want.toString(16)}`);
     }
     assert.ok(bits.length > 1_000_000);
   });
 
-  test('addHalf: half + x / divisor, rounded once to float32; in place', () => {
-    const h = Uint16Array.from([0x3c00, 0xc000, 0x7c00]); // 1, −2, Infinity
-    const x = Float32Array.from([0.5, 3, 1]);
-    const out = new Float32Array(3);
-    addHalf(h, x, out);
-    assert.deepEqual([...out], [1.5, 1, Infinity]);
-    addHalf(h, x, x, 4);
-    assert.deepEqual([...x], [1.125, -1.25, Infinity]);
-    assert.throws(() => addHalf(h, new Float32Array(2), out), RangeError);
+  test('encode with a divisor, accumulate (half + x / divisor → half, in place), any length (the SIMD kernels work 8 at a time)', () => {
+    const x = Float32Array.from([3, -6, 65504 * 3, 1e-3, 9, 0.75, 12, 300_000, 1.5]); // 9 values: one past a multiple of 8
+    const h = new Uint16Array(9);
+    assert.equal(encodeHalf(x, h, 3), 1, '300000 / 3 overflows');
+    assert.deepEqual([...h].map(halfToFloat), [1, -2, 65504, halfToFloat(floatToHalf(1e-3 / 3)), 3, 0.25, 4, Infinity, 0.5]);
+    const acc = Uint16Array.from([0x3c00, 0xc000, 0x7bff, 0, 0x7c00, 0x7bff, 0, 0x3c00, 0x3800]); // 1, −2, 65504, 0, Infinity, 65504, 0, 1, 0.5
+    assert.equal(accumulateHalf(acc, Float32Array.from([1, 3, 0, 3e-3, 1, 96, 2 ** -26, -2, 0.25]), 2), 1, 'only 65504 + 48 overflows (Infinity + 0.5 was Infinity already)');
+    assert.deepEqual([...acc].map(halfToFloat), [1.5, -0.5, 65504, halfToFloat(floatToHalf(1.5e-3)), Infinity, Infinity, 0, 0, 0.625]);
+    assert.throws(() => accumulateHalf(acc, new Float32Array(2)), RangeError);
+    assert.equal(decodeHalf(acc, new Float32Array(9)), 2);
   });
 });
 
@@ -159,8 +160,8 @@ describe('fp16 ring', () => {
             magnitude += Math.abs(x[i]) / n;
           }
           // n roundings to half (one per hop, and the mean), each of a partial sum at most `magnitude`:
-          // half an ulp is 2^−11 relative (plus a hair for the float32 step), 2^−25 absolute among subnormals.
-          const tol = n * (2 ** -11 * (1 + 2 ** -12) * magnitude + 2 ** -25);
+          // half an ulp is 2^−11 relative (plus a hair for the float32 division and addition), 2^−25 absolute among subnormals.
+          const tol = n * (2 ** -11 * (1 + 2 ** -10) * magnitude + 2 ** -25);
           if (!(Math.abs(got - exact) <= tol)) assert.fail(`element ${i}: ${got} vs exact mean ${exact} (tolerance ${tol})`);
           if (Math.fround(exact) !== got) differs++;
         }
@@ -182,7 +183,7 @@ describe('fp16 ring', () => {
     }
   });
 
-  test('overflow: a value beyond ±65504 fails the call on every rank with the same count; NaN inputs are named; the ring stays usable', async () => {
+  test('overflow: a value beyond ±65504 fails the call on every rank with the same count, names the rank where it overflowed; NaN inputs too; the ring stays usable', async () => {
     const n = 3;
     const ranks = await formLocalRing(n, {compression: 'fp16', chunkBytes: 64, timeoutMs: 10_000});
     try {
@@ -206,9 +207,10 @@ describe('fp16 ring', () => {
       });
       inputs[1][7] = Number.NaN;
       const nan = await Promise.all(ranks.map((r, i) => r.allReduceMean(inputs[i].slice(), {job: 'fp16', step: 1}).then(() => undefined, (e: unknown) => e)));
-      nan.forEach((e, rank) => {
+      nan.forEach((e) => {
         assert.ok(e instanceof NonFiniteAllReduceError);
-        assert.equal(e.nonFiniteInputs, rank === 1 ? 1 : 0);
+        assert.equal(e.overflowedHere, 0, 'nothing overflowed: an input was NaN');
+        assert.equal(e.firstIndex, 7);
         assert.ok(Number.isNaN(e.firstValue));
       });
       inputs[1][7] = 0.5;
