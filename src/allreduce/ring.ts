@@ -133,7 +133,7 @@ export class RingAllReduce {
   private readonly chunkElems: number;
   private readonly timeoutMs: number;
   private readonly partialBytes: 4 | 8;
-  private readonly compression: Compression;
+  private readonly defaultCompression: Compression;
   private readonly log: (line: string) => void;
   private pull?: Pull;
   private push?: Push;
@@ -162,7 +162,7 @@ export class RingAllReduce {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${this.timeoutMs}`);
     this.partialBytes = (options.partialSums ?? 'float64') === 'float64' ? 8 : 4;
-    this.compression = checkCompression(options.compression ?? 'none');
+    this.defaultCompression = checkCompression(options.compression ?? 'none');
     this.log = options.logger ?? ((line) => process.stderr.write(`dtrain allreduce: ${line}\n`));
     this.curve = options.curve;
     if (this.curve) checkCurvePeers(this.curve, this.position.worldSize);
@@ -170,6 +170,11 @@ export class RingAllReduce {
 
   get rank(): number {
     return this.position.rank;
+  }
+
+  /** What every call sends between ranks unless it says otherwise. */
+  get compression(): Compression {
+    return this.defaultCompression;
   }
 
   get worldSize(): number {
@@ -294,7 +299,7 @@ export class RingAllReduce {
     if (!this.pull || !this.push || !this.outbox) throw new Error('RingAllReduce: call start() and connect() before allReduce');
     if (this.broken) throw new Error(`ring is broken (${this.broken}); call connect() to re-form it`);
     if (this.busy) throw new Error('RingAllReduce: one all-reduce at a time per rank');
-    const codec = this.codec(checkCompression(call.compression ?? this.compression), op === 'mean' ? worldSize : 1);
+    const codec = this.codec(checkCompression(call.compression ?? this.defaultCompression), op === 'mean' ? worldSize : 1);
     this.busy = true;
     this.dropLogs = 0;
     try {
