@@ -6,7 +6,6 @@
  *
  *   node --import tsx bench/fp16-gradient-error.ts [--workers 2] [--batch 128] [--seed 0] [--checkpoint FILE.safetensors]
  */
-import {readFileSync} from 'node:fs';
 import {parseArgs} from 'node:util';
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,7 +14,7 @@ import {formLocalRing} from '../src/allreduce/index.js';
 import {IMAGE_BYTES, IMAGE_SIZE, makeBatch, resolveDataset} from '../src/data/index.js';
 import {initBackend} from '../src/engine/backend.js';
 import {disposeGradients, lossAndGradients} from '../src/model/gradients.js';
-import {parseSafetensors} from '../src/model/safetensors.js';
+import {modelFromCheckpoint, readCheckpoint} from '../src/model/checkpoint.js';
 import {ShuffleNetV2} from '../src/model/shufflenetv2.js';
 
 const {values} = parseArgs({options: {workers: {type: 'string', default: '2'}, batch: {type: 'string', default: '128'}, seed: {type: 'string', default: '0'}, checkpoint: {type: 'string'}}});
@@ -24,7 +23,7 @@ const batch = Number(values.batch);
 const seed = Number(values.seed);
 
 await initBackend('auto');
-const model = values.checkpoint ? ShuffleNetV2.fromState(0.5, parseSafetensors(readFileSync(values.checkpoint), values.checkpoint).tensors) : ShuffleNetV2.create(0.5, seed);
+const model = values.checkpoint ? modelFromCheckpoint(await readCheckpoint(values.checkpoint)) : ShuffleNetV2.create(0.5, seed);
 const {train} = await resolveDataset({data: 'synthetic', trainLimit: batch});
 const names = [...model.params.keys()];
 
