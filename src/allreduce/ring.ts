@@ -56,11 +56,11 @@ export interface RingOptions extends RingPosition {
   /**
    * What travels between ranks (the same on every rank), for every call unless the call says
    * otherwise: 'none' (default) as `partialSums` says; 'fp16' IEEE half precision in both phases,
-   * 2 bytes per value. With fp16 each rank decodes, adds its own values in double, rounds once to
+   * 2 bytes per value. With fp16 each rank decodes, adds its own share (value / N for a mean) in
    * float32 and re-encodes for the next hop; the rank that completes a segment rounds the mean to
    * half and keeps exactly what it sends, so every rank still ends with the same bits. A result
-   * that is not finite (a partial sum beyond ±65504, or a non-finite input) fails the call with
-   * NonFiniteAllReduceError on every rank. `partialSums` does not apply.
+   * that is not finite (a share or partial sum beyond ±65504, or a non-finite input) fails the call
+   * with NonFiniteAllReduceError on every rank. `partialSums` does not apply.
    */
   compression?: Compression;
   /** Longest wait for the predecessor's next message before AllReduceTimeoutError. */
@@ -88,7 +88,7 @@ export interface AllReduceCallOptions {
 }
 
 /**
- * An fp16 all-reduce whose result holds values that are not finite: a partial sum or mean beyond
+ * An fp16 all-reduce whose result holds values that are not finite: a share or partial sum beyond
  * half precision's ±65504 (or ±Infinity/NaN in some rank's input). Every rank gets the same result,
  * so every rank throws this for the same call; the ring itself stays usable.
  */
@@ -104,7 +104,7 @@ export class NonFiniteAllReduceError extends UserError {
   ) {
     super(
       `fp16 all-reduce in job ${tag.job} step ${tag.step} gave ${count} non-finite value${count === 1 ? '' : 's'} (first: element ${firstIndex} = ${firstValue}); ` +
-        `${overflowedHere} value${overflowedHere === 1 ? '' : 's'} overflowed half precision (|x| > ${HALF_MAX}) on rank ${rank} (none on any rank: some rank's own input was already non-finite)`,
+        `${overflowedHere} value${overflowedHere === 1 ? '' : 's'} overflowed half precision (|x| > ${HALF_MAX}) on rank ${rank} (where no rank reports one, some rank's own input was already non-finite)`,
       {suggestion: 'gradients beyond ±65504 do not fit in fp16: train with --grad-compression none, or lower --lr if the loss is diverging'},
     );
     this.name = 'NonFiniteAllReduceError';
