@@ -60,6 +60,7 @@ let maxAbsDiff = 0;
 let maxAbs = 0;
 let subnormal = 0;
 let flushed = 0;
+let largestFlushed = 0;
 for (let i = 0; i < exact.mean.length; i++) {
   const e = exact.mean[i];
   const d = half.mean[i] - e;
@@ -68,7 +69,10 @@ for (let i = 0; i < exact.mean.length; i++) {
   maxAbsDiff = Math.max(maxAbsDiff, Math.abs(d));
   maxAbs = Math.max(maxAbs, Math.abs(e));
   if (Math.abs(e) < 2 ** -14) subnormal++;
-  if (e !== 0 && half.mean[i] === 0) flushed++;
+  if (e !== 0 && half.mean[i] === 0) {
+    flushed++;
+    largestFlushed = Math.max(largestFlushed, Math.abs(e));
+  }
 }
 const n = exact.mean.length;
 console.log(
@@ -82,6 +86,7 @@ console.log(
     maxAbsGradient: maxAbs,
     shareBelowHalfNormal: subnormal / n,
     shareFlushedToZero: flushed / n,
+    largestFlushed,
     bytesSentNone: exact.bytes,
     bytesSentFp16: half.bytes,
   }),
