@@ -13,7 +13,7 @@ import type {RingOptions} from './ring.js';
 /** ShuffleNetV2 gradient sizes, roughly: 0.5 (352k params), 1.5 (2.5M), 2 (5.3M) × 4 bytes. */
 export const DEFAULT_BENCH_BYTES = [1.4e6, 10e6, 21e6];
 
-export type BenchRingOptions = Pick<RingOptions, 'chunkBytes' | 'timeoutMs' | 'partialSums' | 'sendHighWaterMark' | 'receiveHighWaterMark' | 'socketBufferBytes'>;
+export type BenchRingOptions = Pick<RingOptions, 'chunkBytes' | 'timeoutMs' | 'partialSums' | 'compression' | 'sendHighWaterMark' | 'receiveHighWaterMark' | 'socketBufferBytes'>;
 
 export interface AllReduceBenchOptions {
   workers: number;

@@ -12,6 +12,7 @@ import {Pull, Push} from 'zeromq';
 
 import {ExitCode, UserError} from '../cli/errors.js';
 import {openZapDomain, type RingCurveKeys, type ZapDomain} from './curve.js';
+import {accumulateHalf, decodeHalf, encodeHalf, HALF_MAX} from './fp16.js';
 import {decodeHeader, encodeHeader, type Header, jobHash, Phase, phaseName} from './header.js';
 import {mod, nextTransfer, receiveSchedule, segmentChunks, type Transfer} from './schedule.js';
 
@@ -52,6 +53,16 @@ export interface RingOptions extends RingPosition {
    * 1.5× the bytes of 'float32', whose result depends on the order each segment went round the ring.
    */
   partialSums?: PartialSums;
+  /**
+   * What travels between ranks (the same on every rank), for every call unless the call says
+   * otherwise: 'none' (default) as `partialSums` says; 'fp16' IEEE half precision in both phases,
+   * 2 bytes per value. With fp16 each rank decodes, adds its own share (value / N for a mean) in
+   * float32 and re-encodes for the next hop; the rank that completes a segment rounds the mean to
+   * half and keeps exactly what it sends, so every rank still ends with the same bits. A result
+   * that is not finite (a share or partial sum beyond ±65504, or a non-finite input) fails the call
+   * with NonFiniteAllReduceError on every rank. `partialSums` does not apply.
+   */
+  compression?: Compression;
   /** Longest wait for the predecessor's next message before AllReduceTimeoutError. */
   timeoutMs?: number;
   /** How long close() lets queued messages drain to the successor (it may still need the last ones). */
@@ -68,6 +79,37 @@ export interface RingOptions extends RingPosition {
 
 export type ReduceOp = 'sum' | 'mean';
 export type PartialSums = 'float64' | 'float32';
+export const COMPRESSIONS = ['none', 'fp16'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+/** Per call: overrides the ring's compression (e.g. statistics that must stay exact on a compressed ring). */
+export interface AllReduceCallOptions {
+  compression?: Compression;
+}
+
+/**
+ * An fp16 all-reduce whose result holds values that are not finite: a share or partial sum beyond
+ * half precision's ±65504 (or ±Infinity/NaN in some rank's input). Every rank gets the same result,
+ * so every rank throws this for the same call; the ring itself stays usable.
+ */
+export class NonFiniteAllReduceError extends UserError {
+  constructor(
+    readonly rank: number,
+    readonly count: number,
+    readonly firstIndex: number,
+    readonly firstValue: number,
+    /** Finite values this rank encoded that overflowed half precision (0 on every rank: some input was already non-finite). */
+    readonly overflowedHere: number,
+    tag: AllReduceTag,
+  ) {
+    super(
+      `fp16 all-reduce in job ${tag.job} step ${tag.step} gave ${count} non-finite value${count === 1 ? '' : 's'} (first: element ${firstIndex} = ${firstValue}); ` +
+        `${overflowedHere} value${overflowedHere === 1 ? '' : 's'} overflowed half precision (|x| > ${HALF_MAX}) on rank ${rank} (where no rank reports one, some rank's own input was already non-finite)`,
+      {suggestion: 'gradients beyond ±65504 do not fit in fp16: train with --grad-compression none, or lower --lr if the loss is diverging'},
+    );
+    this.name = 'NonFiniteAllReduceError';
+  }
+}
 
 /** The predecessor sent nothing usable for timeoutMs: names that rank and its endpoint. */
 export class AllReduceTimeoutError extends UserError {
@@ -91,6 +133,7 @@ export class RingAllReduce {
   private readonly chunkElems: number;
   private readonly timeoutMs: number;
   private readonly partialBytes: 4 | 8;
+  private readonly defaultCompression: Compression;
   private readonly log: (line: string) => void;
   private pull?: Pull;
   private push?: Push;
@@ -119,6 +162,7 @@ export class RingAllReduce {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${this.timeoutMs}`);
     this.partialBytes = (options.partialSums ?? 'float64') === 'float64' ? 8 : 4;
+    this.defaultCompression = checkCompression(options.compression ?? 'none');
     this.log = options.logger ?? ((line) => process.stderr.write(`dtrain allreduce: ${line}\n`));
     this.curve = options.curve;
     if (this.curve) checkCurvePeers(this.curve, this.position.worldSize);
@@ -126,6 +170,11 @@ export class RingAllReduce {
 
   get rank(): number {
     return this.position.rank;
+  }
+
+  /** What every call sends between ranks unless it says otherwise. */
+  get compression(): Compression {
+    return this.defaultCompression;
   }
 
   get worldSize(): number {
@@ -234,15 +283,15 @@ export class RingAllReduce {
   }
 
   /** Elementwise mean over all ranks, in place; bitwise identical on every rank. */
-  allReduceMean(data: Float32Array, tag: AllReduceTag): Promise<Float32Array> {
-    return this.allReduce(data, tag, 'mean');
+  allReduceMean(data: Float32Array, tag: AllReduceTag, call?: AllReduceCallOptions): Promise<Float32Array> {
+    return this.allReduce(data, tag, 'mean', call);
   }
 
-  allReduceSum(data: Float32Array, tag: AllReduceTag): Promise<Float32Array> {
-    return this.allReduce(data, tag, 'sum');
+  allReduceSum(data: Float32Array, tag: AllReduceTag, call?: AllReduceCallOptions): Promise<Float32Array> {
+    return this.allReduce(data, tag, 'sum', call);
   }
 
-  async allReduce(data: Float32Array, tag: AllReduceTag, op: ReduceOp): Promise<Float32Array> {
+  async allReduce(data: Float32Array, tag: AllReduceTag, op: ReduceOp, call: AllReduceCallOptions = {}): Promise<Float32Array> {
     if (this.closed) throw new Error('RingAllReduce is closed');
     if (!Number.isInteger(tag.step) || tag.step < 0 || tag.step > 0xffffffff) throw new RangeError(`step must be an integer in [0, 2^32), got ${tag.step}`);
     const {rank, worldSize} = this.position;
@@ -250,11 +299,11 @@ export class RingAllReduce {
     if (!this.pull || !this.push || !this.outbox) throw new Error('RingAllReduce: call start() and connect() before allReduce');
     if (this.broken) throw new Error(`ring is broken (${this.broken}); call connect() to re-form it`);
     if (this.busy) throw new Error('RingAllReduce: one all-reduce at a time per rank');
+    const codec = this.codec(checkCompression(call.compression ?? this.defaultCompression), op === 'mean' ? worldSize : 1);
     this.busy = true;
     this.dropLogs = 0;
     try {
-      await this.run(data, tag, op, rank, worldSize, this.pull, this.outbox);
-      return data;
+      await this.run(data, tag, rank, worldSize, this.pull, this.outbox, codec);
     } catch (err) {
       // Half-way through, the stream positions of this rank and its neighbours no longer agree.
       this.broken ??= (err as Error).message;
@@ -263,20 +312,26 @@ export class RingAllReduce {
       this.busy = false;
       if (this.dropLogs > MAX_DROP_LOGS) this.log(`rank ${rank}: ${this.dropLogs - MAX_DROP_LOGS} more messages dropped in job ${tag.job} step ${tag.step}`);
     }
+    // After a complete all-reduce (the ring stays usable): every rank holds the same bits, so every rank fails alike.
+    checkFinite(data, codec, rank, tag);
+    return data;
   }
 
-  private async run(data: Float32Array, tag: AllReduceTag, op: ReduceOp, rank: number, worldSize: number, pull: Pull, outbox: Outbox): Promise<void> {
+  /** How payloads are made and taken apart for one call (a fresh one per call: fp16 counts its overflows). */
+  private codec(compression: Compression, divisor: number): Codec {
+    if (compression === 'fp16') return new HalfCodec(divisor);
+    return new ExactCodec(this.partialBytes, divisor);
+  }
+
+  private async run(data: Float32Array, tag: AllReduceTag, rank: number, worldSize: number, pull: Pull, outbox: Outbox, codec: Codec): Promise<void> {
     const base = {sender: rank, worldSize, jobHash: jobHash(tag.job), step: tag.step};
     const send = (t: Transfer, payload: Buffer): void => {
       this.totals.sentBytes += payload.length;
       outbox.enqueue([encodeHeader({...base, phase: t.phase, ringStep: t.ringStep, chunk: t.chunk.index, offset: t.chunk.offset, count: t.chunk.count}), payload]);
     };
-    // Reduce-scatter step 0 sends this rank's own segment: float64 partial sums start as a copy;
-    // float32 ones straight from `data` (no copy): it is only overwritten in all-gather by a value
-    // that could not exist before the successor received it.
+    // Reduce-scatter step 0 sends this rank's own segment.
     for (const chunk of segmentChunks(data.length, worldSize, rank, this.chunkElems)) {
-      const own = data.subarray(chunk.offset, chunk.offset + chunk.count);
-      send({phase: Phase.reduceScatter, ringStep: 0, chunk}, this.partialBytes === 8 ? bufferOf(Float64Array.from(own)) : bufferOf(own));
+      send({phase: Phase.reduceScatter, ringStep: 0, chunk}, codec.first(data.subarray(chunk.offset, chunk.offset + chunk.count)));
     }
     const expected = receiveSchedule(data.length, worldSize, rank, this.chunkElems);
     const predecessor = mod(rank - 1, worldSize);
@@ -304,7 +359,7 @@ export class RingAllReduce {
         const where = `${phaseName(want.phase)} step ${want.ringStep} chunk ${want.chunk.index}`;
         throw new AllReduceTimeoutError(rank, predecessor, this.predecessorEndpoint, this.timeoutMs, `job ${tag.job} step ${tag.step}, waiting for ${where}, ${i} of ${expected.length} messages received${lastDrop ? `; last dropped: ${lastDrop}` : ''}`);
       }
-      const checked = this.check(frames, want, base.jobHash, tag, predecessor, worldSize);
+      const checked = this.check(frames, want, base.jobHash, tag, predecessor, worldSize, codec);
       if (typeof checked === 'string') {
         lastDrop = checked;
         this.drop(`rank ${rank} dropped a message: ${checked}`);
@@ -315,24 +370,17 @@ export class RingAllReduce {
       const {offset, count} = want.chunk;
       const own = data.subarray(offset, offset + count);
       const next = nextTransfer(want, worldSize);
-      // Every received buffer is ours and never written again, so it is forwarded without a copy.
+      // Every received buffer is ours and never written again once forwarded, so it is forwarded without a copy.
       if (want.phase === Phase.allGather) {
-        const incoming = typedView(checked, Float32Array);
-        own.set(incoming);
-        if (next) send(next, bufferOf(incoming));
+        const forward = codec.gather(checked, own);
+        if (next) send(next, forward);
+      } else if (next?.phase === Phase.allGather) {
+        // This rank now holds the complete sum of this segment: it alone finishes it (so every rank
+        // ends with the same bits), keeps it, and starts it round the ring.
+        send(next, codec.finish(checked, own));
       } else {
-        const partial = this.partialBytes === 8 ? typedView(checked, Float64Array) : typedView(checked, Float32Array);
-        if (next?.phase === Phase.allGather) {
-          // This rank now holds the complete sum of this segment: it alone finishes it (so every
-          // rank ends with the same bits), keeps it, and starts it round the ring. The last addition
-          // and the mean's division happen in float64, rounded once to float32.
-          const divisor = op === 'mean' ? worldSize : 1;
-          for (let k = 0; k < count; k++) own[k] = (partial[k] + own[k]) / divisor;
-          send(next, bufferOf(own.slice()));
-        } else {
-          addInto(partial, own);
-          if (next) send(next, bufferOf(partial));
-        }
+        const forward = codec.accumulate(checked, own);
+        if (next) send(next, forward);
       }
       deadline = performance.now() + this.timeoutMs;
       i++;
@@ -340,7 +388,7 @@ export class RingAllReduce {
   }
 
   /** The payload of the message we expect, HELLO_SEEN, or why the message is dropped. */
-  private check(frames: Buffer[], want: Transfer, hash: number, tag: AllReduceTag, predecessor: number, worldSize: number): Buffer | typeof HELLO_SEEN | string {
+  private check(frames: Buffer[], want: Transfer, hash: number, tag: AllReduceTag, predecessor: number, worldSize: number, codec: Codec): Buffer | typeof HELLO_SEEN | string {
     if (frames.length !== 2) return `${frames.length} frames, expected 2 (header, payload)`;
     const h = decodeHeader(frames[0]);
     if (typeof h === 'string') return h;
@@ -354,8 +402,8 @@ export class RingAllReduce {
     if (h.phase !== want.phase || h.ringStep !== want.ringStep || h.chunk !== want.chunk.index || h.offset !== want.chunk.offset || h.count !== want.chunk.count) {
       return `out of sequence: ${describe(h)}, expected ${phaseName(want.phase)} step ${want.ringStep} chunk ${want.chunk.index} [${want.chunk.offset}+${want.chunk.count}] (same length and chunk size on every rank?)`;
     }
-    const bytes = want.chunk.count * (want.phase === Phase.reduceScatter ? this.partialBytes : 4);
-    if (frames[1].length !== bytes) return `payload ${frames[1].length} bytes, expected ${bytes} for ${want.chunk.count} ${want.phase === Phase.reduceScatter && this.partialBytes === 8 ? 'float64 partial sums' : 'float32 values'} (same partialSums on every rank?)`;
+    const bytes = want.chunk.count * codec.bytesPerValue(want.phase);
+    if (frames[1].length !== bytes) return `payload ${frames[1].length} bytes, expected ${bytes} for ${want.chunk.count} ${codec.describe(want.phase)} (same partialSums and compression on every rank?)`;
     return frames[1];
   }
 
@@ -455,8 +503,136 @@ function describe(h: Header): string {
   return `${phaseName(h.phase)} step ${h.ringStep} chunk ${h.chunk} [${h.offset}+${h.count}]`;
 }
 
+/**
+ * How one all-reduce call turns values into payloads and back, for a result of sum / divisor
+ * (divisor N for a mean, 1 for a sum). Every method gets a received payload that is this rank's
+ * alone (it may be written, then forwarded) and the caller's elements of the same chunk (`own`).
+ */
+interface Codec {
+  /** Payload bytes per element in a phase, and what they hold (drop messages). */
+  bytesPerValue(phase: Transfer['phase']): number;
+  describe(phase: Transfer['phase']): string;
+  /** Reduce-scatter step 0: this rank's own values. */
+  first(own: Float32Array): Buffer;
+  /** Reduce-scatter, not the last step: add own into the partial sums; returns what goes on. */
+  accumulate(partial: Buffer, own: Float32Array): Buffer;
+  /** Reduce-scatter, last step: own becomes the final sum / divisor; returns the all-gather payload, whose values own now equals bit for bit. */
+  finish(partial: Buffer, own: Float32Array): Buffer;
+  /** All-gather: own becomes the payload's values; returns what goes on. */
+  gather(payload: Buffer, own: Float32Array): Buffer;
+  /** fp16: how many finite values overflowed half precision on this rank, and how many result values are not finite. */
+  readonly overflowed: number;
+  readonly nonFinite: number;
+}
+
+/** compression 'none': float64 (exact) or float32 partial sums, float32 all-gather. */
+class ExactCodec implements Codec {
+  readonly overflowed = 0;
+  readonly nonFinite = 0;
+
+  constructor(
+    private readonly partialBytes: 4 | 8,
+    private readonly divisor: number,
+  ) {}
+
+  bytesPerValue(phase: Transfer['phase']): number {
+    return phase === Phase.reduceScatter ? this.partialBytes : 4;
+  }
+
+  describe(phase: Transfer['phase']): string {
+    return phase === Phase.reduceScatter && this.partialBytes === 8 ? 'float64 partial sums' : 'float32 values';
+  }
+
+  first(own: Float32Array): Buffer {
+    // float64 partial sums start as a copy; float32 ones straight from the caller's array (no copy):
+    // it is only overwritten in all-gather by a value that could not exist before the successor received it.
+    return this.partialBytes === 8 ? bufferOf(Float64Array.from(own)) : bufferOf(own);
+  }
+
+  accumulate(partial: Buffer, own: Float32Array): Buffer {
+    const sums = this.partialBytes === 8 ? typedView(partial, Float64Array) : typedView(partial, Float32Array);
+    addInto(sums, own);
+    return bufferOf(sums);
+  }
+
+  finish(partial: Buffer, own: Float32Array): Buffer {
+    // The last addition and the mean's division happen in float64, rounded once to float32.
+    const sums = this.partialBytes === 8 ? typedView(partial, Float64Array) : typedView(partial, Float32Array);
+    const divisor = this.divisor;
+    for (let k = 0; k < own.length; k++) own[k] = (sums[k] + own[k]) / divisor;
+    return bufferOf(own.slice());
+  }
+
+  gather(payload: Buffer, own: Float32Array): Buffer {
+    const incoming = typedView(payload, Float32Array);
+    own.set(incoming);
+    return bufferOf(incoming);
+  }
+}
+
+/**
+ * compression 'fp16': half precision on the wire in both phases. Each rank's values are divided by
+ * the divisor before they join a partial sum (a mean's partial sums then stay within the largest
+ * input, so they overflow half only where an input does); partial sums are decoded, summed with this
+ * rank's share in float32, then re-encoded (never summed in half); the finishing rank rounds the
+ * result to half and keeps exactly that value.
+ */
+class HalfCodec implements Codec {
+  overflowed = 0;
+  /** Every result value passes through a decode on every rank, which counts the non-finite ones. */
+  nonFinite = 0;
+
+  constructor(private readonly divisor: number) {}
+
+  bytesPerValue(): number {
+    return 2;
+  }
+
+  describe(): string {
+    return 'fp16 values';
+  }
+
+  first(own: Float32Array): Buffer {
+    const h = new Uint16Array(own.length);
+    this.overflowed += encodeHalf(own, h, this.divisor);
+    return bufferOf(h);
+  }
+
+  accumulate(partial: Buffer, own: Float32Array): Buffer {
+    const h = typedView(partial, Uint16Array);
+    this.overflowed += accumulateHalf(h, own, this.divisor);
+    return bufferOf(h);
+  }
+
+  finish(partial: Buffer, own: Float32Array): Buffer {
+    const h = typedView(partial, Uint16Array);
+    this.overflowed += accumulateHalf(h, own, this.divisor);
+    // Keep what the others will decode, not a float32 mean: every rank ends with the same bits.
+    this.nonFinite += decodeHalf(h, own);
+    return bufferOf(h);
+  }
+
+  gather(payload: Buffer, own: Float32Array): Buffer {
+    const h = typedView(payload, Uint16Array);
+    this.nonFinite += decodeHalf(h, own);
+    return bufferOf(h);
+  }
+}
+
+/** fp16 results: fail the call where a value is not finite (every rank holds the same bits, so every rank fails alike). */
+function checkFinite(data: Float32Array, codec: Codec, rank: number, tag: AllReduceTag): void {
+  if (codec.nonFinite === 0) return;
+  const first = data.findIndex((x) => !Number.isFinite(x));
+  throw new NonFiniteAllReduceError(rank, codec.nonFinite, first, data[first], codec.overflowed, tag);
+}
+
+function checkCompression(c: string): Compression {
+  if (!(COMPRESSIONS as readonly string[]).includes(c)) throw new RangeError(`compression must be one of ${COMPRESSIONS.join(', ')}, got ${c}`);
+  return c as Compression;
+}
+
 /** A typed view of the payload; copied only when ZeroMQ handed us bytes at an unaligned address. */
-function typedView<T extends Float32Array | Float64Array>(b: Buffer, Type: {new (buffer: ArrayBufferLike, byteOffset: number, length: number): T; new (length: number): T; BYTES_PER_ELEMENT: number}): T {
+function typedView<T extends Float32Array | Float64Array | Uint16Array>(b: Buffer, Type: {new (buffer: ArrayBufferLike, byteOffset: number, length: number): T; new (length: number): T; BYTES_PER_ELEMENT: number}): T {
   const n = b.length / Type.BYTES_PER_ELEMENT;
   if (b.byteOffset % Type.BYTES_PER_ELEMENT === 0) return new Type(b.buffer, b.byteOffset, n);
   const copy = new Type(n);
@@ -464,7 +640,7 @@ function typedView<T extends Float32Array | Float64Array>(b: Buffer, Type: {new 
   return copy;
 }
 
-function bufferOf(a: Float32Array | Float64Array): Buffer {
+function bufferOf(a: Float32Array | Float64Array | Uint16Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 

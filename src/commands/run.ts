@@ -2,6 +2,7 @@ import {join} from 'node:path';
 
 import {Flags, type Interfaces} from '@oclif/core';
 
+import {COMPRESSIONS, type Compression} from '../allreduce/index.js';
 import {DtrainCommand} from '../cli/base-command.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import {backendFlag, coordinatorSecurityFlags, dataDirFlag, precisionFlag, requireBackendFlag, sizeFlag} from '../cli/flags.js';
@@ -26,11 +27,13 @@ export default class RunCommand extends DtrainCommand {
   static override summary = 'Train ShuffleNetV2 on CIFAR-10 with the seed recipe and print per-epoch results.';
   static override description = `Defaults are the seed article's: size 0.5, global batch 128, SGD lr 0.1 momentum 0.9 weight decay 5e-4, ReduceLROnPlateau on the train loss (factor 0.94, patience 1, min 1e-6), RandomCrop(32, pad 4) + horizontal flip, 20 epochs.
 Each epoch appends a line to RUN_DIR/history.jsonl and writes RUN_DIR/checkpoint-epochN.safetensors (PyTorch names and layouts: loadable into the seed's PyTorch model).
-Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
+Without the real CIFAR-10 (dtrain data download), use --data synthetic.
+With --workers N the gradients are averaged over a ring; --grad-compression fp16 sends them between workers as IEEE half precision (a third of the default's bytes; results within fp16 rounding instead of bit-identical to one process; see docs/allreduce.md).`;
   static override examples = [
     '<%= config.bin %> run --data synthetic --epochs 2 --train-limit 512 --test-limit 256',
     '<%= config.bin %> run --size 0.5 --epochs 20',
     '<%= config.bin %> run --data cifar10 --data-dir ./cifar --backend wasm --json',
+    '<%= config.bin %> run --workers 2 --grad-compression fp16 --data synthetic --epochs 2 --train-limit 1024 --test-limit 256',
   ];
   static override flags = {
     size: sizeFlag,
@@ -66,6 +69,12 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
       default: true,
       allowNo: true,
     }),
+    'grad-compression': Flags.string({
+      description:
+        'Cluster runs (--workers ≥ 2): what the gradient all-reduce sends between workers. none: float64 partial sums, the exactly rounded mean (N workers equal one process bit for bit). fp16: IEEE half precision both ways (a third of the bytes of none; each mean within a few fp16 roundings, the same bits on every worker; a gradient beyond ±65504 fails the step). BN statistics are always averaged exactly.',
+      options: [...COMPRESSIONS],
+      default: 'none',
+    }),
     'min-workers': Flags.integer({description: 'Cluster runs: with fewer workers left the job pauses until workers register (they join with the current weights), at most --rejoin-timeout seconds.', default: 1}),
     'rejoin-timeout': Flags.integer({description: 'Cluster runs: seconds a job paused for --min-workers waits before it fails (its checkpoints stay).', default: 120}),
   };
@@ -87,6 +96,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
     check(flags['min-workers'] >= 1 && flags['min-workers'] <= flags.workers, `--min-workers must be between 1 and --workers (${flags.workers}), got ${flags['min-workers']}`, 'e.g. --workers 3 --min-workers 2');
     check(flags['rejoin-timeout'] >= 1, `--rejoin-timeout must be at least 1 second, got ${flags['rejoin-timeout']}`, 'the default is 120');
     check(!flags.resume || Boolean(flags['checkpoint-dir'] ?? flags['run-dir']), '--resume needs the directory of the checkpoint to continue from', 'pass --checkpoint-dir DIR (or the --run-dir of the run)');
+    check(flags['grad-compression'] === 'none' || flags.workers >= 2, `--grad-compression ${flags['grad-compression']} needs --workers 2 or more: with one worker no gradient travels`, 'e.g. --workers 2 --grad-compression fp16');
     const runDir = flags['run-dir'] ?? join('runs', new Date().toISOString().replaceAll(':', '-').replace(/\..*/, ''));
     if (flags.workers > 1 || flags.coordinator || flags.resume || flags['checkpoint-dir']) {
       return this.runCluster(flags, {size, lr, momentum, weightDecay, runDir});
@@ -126,6 +136,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
         elastic: flags.elastic,
         minWorkers: flags['min-workers'],
         rejoinTimeoutMs: flags['rejoin-timeout'] * 1000,
+        gradCompression: flags['grad-compression'] as Compression,
       },
       {
         onLocalCluster: (c) => this.progress(`dtrain: started a local cluster at ${c.address} (pids ${c.pids.join(', ')}; logs in ${c.logDir})`),
@@ -134,7 +145,7 @@ Without the real CIFAR-10 (dtrain data download), use --data synthetic.`;
           const w = a.workers[0];
           this.progress(`dtrain: job ${a.jobId} on ${a.local ? 'a local cluster' : 'the coordinator'} at ${a.address}: ${a.workers.length} worker${a.workers.length === 1 ? '' : 's'}, backend ${w?.backend} on ${w?.device}`);
           this.progress(
-            `dtrain: ShuffleNetV2 size ${common.size}, ${a.trainCount} train / ${a.testCount} test images from ${a.source}, global batch ${flags['batch-size']} = ${a.rankBatch.join(' + ')}, ${a.stepsPerEpoch} steps/epoch, run dir ${runDir}, checkpoints in ${checkpointDir}` +
+            `dtrain: ShuffleNetV2 size ${common.size}, ${a.trainCount} train / ${a.testCount} test images from ${a.source}, global batch ${flags['batch-size']} = ${a.rankBatch.join(' + ')}, ${a.stepsPerEpoch} steps/epoch, gradients ${flags['grad-compression'] === 'fp16' ? 'as fp16 between workers' : 'exact (float64 sums)'}, run dir ${runDir}, checkpoints in ${checkpointDir}` +
               (a.startEpoch > 0 ? `, resuming at epoch ${a.startEpoch + 1}` : ''),
           );
           const urls = a.workers.map((w) => w.metricsUrl).filter(Boolean);

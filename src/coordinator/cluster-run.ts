@@ -1,6 +1,7 @@
 import {appendFile, mkdir, readFile} from 'node:fs/promises';
 import {join, resolve} from 'node:path';
 
+import type {Compression} from '../allreduce/index.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
 import type {EpochResult, JobAccepted, Paused, Regrouped, StepDone} from '../gen/dtrain.js';
@@ -30,6 +31,8 @@ export interface ClusterRunOptions extends LocalRunOptions {
   metricsPort?: number;
   /** Extra environment for the local cluster's processes. */
   env?: NodeJS.ProcessEnv;
+  /** What the gradient all-reduce sends between workers (default none: float64 partial sums, exact). */
+  gradCompression?: Compression;
 }
 
 /**
@@ -44,6 +47,8 @@ export interface ClusterRunResult {
   backend: string;
   device: string;
   size: number;
+  /** What the gradient all-reduce sent between workers. */
+  gradCompression: Compression;
   runDir: string;
   coordinator: string;
   startEpoch: number;
@@ -75,6 +80,7 @@ export interface ClusterRunEvents {
 export async function runOnCluster(options: ClusterRunOptions, events: ClusterRunEvents = {}): Promise<ClusterRunResult> {
   await mkdir(options.runDir, {recursive: true});
   const controller = new AbortController();
+  const gradCompression = options.gradCompression ?? 'none';
   const cluster = options.coordinator
     ? undefined
     : await startLocalCluster({workers: options.workers, backend: options.backend, requireBackend: options.requireBackend, precision: options.precision, detach: false, logDir: join(options.runDir, 'cluster-logs'), heartbeatTimeoutMs: options.heartbeatTimeoutMs, metricsPort: options.metricsPort, env: options.env});
@@ -122,7 +128,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
       cluster ? {token: cluster.token} : (options.security ?? {}),
       {
         workers: options.workers,
-        hyper: {size: String(options.size), globalBatch: options.batchSize, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay, seed: options.seed, augment: true},
+        hyper: {size: String(options.size), globalBatch: options.batchSize, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay, seed: options.seed, augment: true, gradCompression},
         epochs: options.epochs,
         scheduler: options.scheduler,
         data: options.data,
@@ -170,6 +176,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
             workers: e.workers,
             lostSteps: e.lostSteps,
             allreduceSeconds: e.allreduceSeconds,
+            gradCompression,
           };
           history = history.then(() => appendFile(join(options.runDir, 'history.jsonl'), JSON.stringify(record) + '\n'));
           events.onEpoch?.(e);
@@ -205,6 +212,7 @@ export async function runOnCluster(options: ClusterRunOptions, events: ClusterRu
     backend: w0?.backend ?? '',
     device: w0?.device ?? '',
     size: options.size,
+    gradCompression,
     runDir: options.runDir,
     coordinator: address,
     startEpoch: accepted?.startEpoch ?? 0,

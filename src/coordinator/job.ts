@@ -335,7 +335,7 @@ export class Job {
         this.ctx.log(`job ${this.id}: epoch ${epoch + 1}/${spec.epochs} train loss ${result.trainLoss.toFixed(4)} test acc ${(100 * result.testAcc).toFixed(2)}% with ${M} workers${lostSteps ? `, ${lostSteps} lost step${lostSteps === 1 ? '' : 's'}` : ''} (${wall.toFixed(1)} s)`);
         if (spec.runDir) {
           await mkdir(spec.runDir, {recursive: true});
-          await appendFile(join(spec.runDir, 'coordinator-history.jsonl'), JSON.stringify({jobId: this.id, ...result, wallSeconds: wall}) + '\n');
+          await appendFile(join(spec.runDir, 'coordinator-history.jsonl'), JSON.stringify({jobId: this.id, ...result, wallSeconds: wall, gradCompression: hyper.gradCompression || 'none'}) + '\n');
         }
         this.emit({epoch: result});
         last = {testLoss: result.testLoss, testAcc: result.testAcc, perClass: result.perClassAcc, checkpoint: files.weights};

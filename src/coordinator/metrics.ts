@@ -3,6 +3,7 @@
  * already reports everything the metrics need (accepted, steps, epoch results), so the job code
  * stays free of metric calls.
  */
+import {COMPRESSIONS} from '../allreduce/index.js';
 import {CIFAR10_CLASSES} from '../data/index.js';
 import type {JobProgress, JobSpec} from '../gen/dtrain.js';
 import type {CoordinatorMetrics} from '../metrics/index.js';
@@ -24,6 +25,8 @@ export function jobMetricsObserver(m: CoordinatorMetrics, spec: JobSpec): (p: Jo
       m.step.set(p.accepted.startEpoch * p.accepted.stepsPerEpoch);
       // The initial LR; a resumed job's replayed LR shows from its first epoch result on.
       m.learningRate.set(spec.hyper?.lr ?? 0);
+      const compression = spec.hyper?.gradCompression || 'none';
+      for (const c of COMPRESSIONS) m.jobGradCompression.set({compression: c}, c === compression ? 1 : 0);
     }
     if (p.step) m.step.set(p.step.epoch * p.step.steps + p.step.step);
     if (p.regrouped) {

@@ -3,6 +3,7 @@ import {hostname} from 'node:os';
 import {Server, status as GrpcStatus, type ServiceError} from '@grpc/grpc-js';
 
 import {SCHEDULERS} from '../optim/schedulers.js';
+import {COMPRESSIONS} from '../allreduce/index.js';
 import {CoordinatorService, type CoordinatorServer as CoordinatorHandlers, ProtocolVersion} from '../gen/dtrain.js';
 import {advertisedMetricsUrl, type CoordinatorMetrics, createCoordinatorMetrics, type MetricsServer, startMetricsServer} from '../metrics/index.js';
 import {authInterceptor, serverCredentials} from './auth.js';
@@ -228,6 +229,7 @@ export class CoordinatorServer {
     if (spec.epochs < 1) return `epochs must be at least 1, got ${spec.epochs}`;
     if (spec.minWorkers > spec.workers) return `--min-workers (${spec.minWorkers}) cannot exceed --workers (${spec.workers})`;
     if (!(SCHEDULERS as readonly string[]).includes(spec.scheduler)) return `unknown scheduler ${spec.scheduler} (use one of ${SCHEDULERS.join(', ')})`;
+    if (h.gradCompression && !(COMPRESSIONS as readonly string[]).includes(h.gradCompression)) return `unknown gradient compression ${h.gradCompression} (use one of ${COMPRESSIONS.join(', ')})`;
     if (!spec.checkpointDir) return 'the job needs a checkpoint directory';
     return undefined;
   }

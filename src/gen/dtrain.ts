@@ -35,8 +35,8 @@ export const protobufFileName = "dtrain.proto";
 /** Bumped on any incompatible change; the coordinator refuses other versions. */
 export enum ProtocolVersion {
   PROTOCOL_VERSION_UNSPECIFIED = 0,
-  /** PROTOCOL_VERSION_CURRENT - 2: elastic jobs (Halt, Regroup) */
-  PROTOCOL_VERSION_CURRENT = 2,
+  /** PROTOCOL_VERSION_CURRENT - 2: elastic jobs (Halt, Regroup); 3: HyperParameters.grad_compression */
+  PROTOCOL_VERSION_CURRENT = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -45,7 +45,7 @@ export function protocolVersionFromJSON(object: any): ProtocolVersion {
     case 0:
     case "PROTOCOL_VERSION_UNSPECIFIED":
       return ProtocolVersion.PROTOCOL_VERSION_UNSPECIFIED;
-    case 2:
+    case 3:
     case "PROTOCOL_VERSION_CURRENT":
       return ProtocolVersion.PROTOCOL_VERSION_CURRENT;
     case -1:
@@ -224,6 +224,12 @@ export interface HyperParameters {
   weightDecay: number;
   seed: number;
   augment: boolean;
+  /**
+   * What the gradient all-reduce carries between ranks: '' or none (float64 partial sums: N workers
+   * equal one process bit for bit) or fp16 (IEEE half precision, a third of the bytes). Every rank
+   * of the job uses it (StartJob.hyper; a regroup keeps it); BN statistics are always averaged exactly.
+   */
+  gradCompression: string;
 }
 
 export interface StartJob {
@@ -2596,7 +2602,7 @@ export const CoordinatorCommand: MessageFns<CoordinatorCommand> = {
 };
 
 function createBaseHyperParameters(): HyperParameters {
-  return { size: "", globalBatch: 0, lr: 0, momentum: 0, weightDecay: 0, seed: 0, augment: false };
+  return { size: "", globalBatch: 0, lr: 0, momentum: 0, weightDecay: 0, seed: 0, augment: false, gradCompression: "" };
 }
 
 export const HyperParameters: MessageFns<HyperParameters> = {
@@ -2621,6 +2627,9 @@ export const HyperParameters: MessageFns<HyperParameters> = {
     }
     if (message.augment !== false) {
       writer.uint32(56).bool(message.augment);
+    }
+    if (message.gradCompression !== "") {
+      writer.uint32(66).string(message.gradCompression);
     }
     return writer;
   },
@@ -2694,6 +2703,14 @@ export const HyperParameters: MessageFns<HyperParameters> = {
             message.augment = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.gradCompression = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2723,6 +2740,11 @@ export const HyperParameters: MessageFns<HyperParameters> = {
         : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
       augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : false,
+      gradCompression: isSet(object.gradCompression)
+        ? globalThis.String(object.gradCompression)
+        : isSet(object.grad_compression)
+        ? globalThis.String(object.grad_compression)
+        : "",
     };
   },
 
@@ -2749,6 +2771,9 @@ export const HyperParameters: MessageFns<HyperParameters> = {
     if (message.augment !== false) {
       obj.augment = message.augment;
     }
+    if (message.gradCompression !== "") {
+      obj.gradCompression = message.gradCompression;
+    }
     return obj;
   },
 
@@ -2764,6 +2789,7 @@ export const HyperParameters: MessageFns<HyperParameters> = {
     message.weightDecay = object.weightDecay ?? 0;
     message.seed = object.seed ?? 0;
     message.augment = object.augment ?? false;
+    message.gradCompression = object.gradCompression ?? "";
     return message;
   },
 };

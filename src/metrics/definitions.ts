@@ -41,6 +41,7 @@ export const COORDINATOR_METRICS = {
   workersAlive: spec('gauge', 'dtrain_workers_alive', 'Registered workers whose last heartbeat is younger than the heartbeat timeout.'),
   heartbeatAgeSeconds: spec('gauge', 'dtrain_heartbeat_age_seconds', 'Seconds since the coordinator last heard from each registered worker.', ['worker']),
   jobState: spec('gauge', 'dtrain_job_state', 'State of the current (or last) job: 1 on the series of its state, 0 on the others.', ['state']),
+  jobGradCompression: spec('gauge', 'dtrain_job_grad_compression', 'What the current (or last) job\'s gradient all-reduce sends between workers: 1 on the series of its compression (none or fp16), 0 on the other.', ['compression']),
   jobsFinished: spec('counter', 'dtrain_jobs_finished_total', 'Jobs that ended, by outcome (completed or failed).', ['outcome']),
   epoch: spec('gauge', 'dtrain_job_epoch', 'Epochs the current job has completed.'),
   epochsPlanned: spec('gauge', 'dtrain_job_planned_epochs', 'Epochs the current job was submitted with.'),

@@ -34,10 +34,10 @@ export async function serveWorkerMetrics(options: WorkerMetricsOptions, worker: 
 /** The ring as a MeanReducer that records duration, bytes and peer wait of every all-reduce (gradients each step, BN statistics once per epoch). */
 export function measuredReducer(ring: RingAllReduce, m: WorkerMetrics): MeanReducer {
   return {
-    async allReduceMean(data, tag) {
+    async allReduceMean(data, tag, call) {
       const before = {...ring.totals};
       const t0 = performance.now();
-      const mean = await ring.allReduceMean(data, tag);
+      const mean = await ring.allReduceMean(data, tag, call);
       m.allreduceSeconds.observe((performance.now() - t0) / 1000);
       m.allreduceBytes.inc({direction: 'sent'}, ring.totals.sentBytes - before.sentBytes);
       m.allreduceBytes.inc({direction: 'received'}, ring.totals.receivedBytes - before.receivedBytes);

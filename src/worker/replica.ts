@@ -12,9 +12,12 @@ import {Random} from '../util/random.js';
 import {NonFiniteLossError} from './divergence.js';
 import {epochSeed, type EvalSums, evalSums} from './trainer.js';
 
-/** What a replica needs from the ring: the elementwise mean over ranks, bitwise equal on every rank. */
+/**
+ * What a replica needs from the ring: the elementwise mean over ranks, bitwise equal on every rank;
+ * `{compression: 'none'}` asks for the exact mean whatever the ring's compression (BN statistics).
+ */
 export interface MeanReducer {
-  allReduceMean(data: Float32Array, tag: {job: string; step: number}): Promise<Float32Array>;
+  allReduceMean(data: Float32Array, tag: {job: string; step: number}, call?: {compression?: 'none'}): Promise<Float32Array>;
 }
 
 export interface ReplicaOptions {
@@ -176,9 +179,9 @@ export class Replica {
     this.beforeAverage = undefined;
   }
 
-  /** Mean over ranks of `data`, tagged with this job and the next sequence number. */
-  private async reduce(data: Float32Array): Promise<Float32Array> {
-    return this.reducer.allReduceMean(data, {job: this.options.jobId, step: this.seq++});
+  /** Mean over ranks of `data`, tagged with this job and the next sequence number; `exact`: never compressed. */
+  private async reduce(data: Float32Array, exact = false): Promise<Float32Array> {
+    return this.reducer.allReduceMean(data, {job: this.options.jobId, step: this.seq++}, exact ? {compression: 'none'} : undefined);
   }
 
   /** One data-parallel step on this rank's images (possibly none). */
@@ -274,7 +277,8 @@ export class Replica {
     const flat = tf.tidy(() => tf.concat(buffers.map((b) => tf.reshape(b, [-1]))));
     const data = (await flat.data()) as Float32Array;
     flat.dispose();
-    const mean = await this.reduce(data);
+    // Running statistics, once per epoch: averaged exactly even on an fp16 ring (a running variance may exceed ±65504, and it costs nothing).
+    const mean = await this.reduce(data, true);
     let offset = 0;
     for (const b of buffers) {
       const t = tf.tensor(mean.subarray(offset, offset + b.size), b.shape, 'float32');

@@ -6,7 +6,7 @@ import {Worker} from 'node:worker_threads';
 
 import type {ClientDuplexStream, ServiceError} from '@grpc/grpc-js';
 
-import {formLocalRing, RingAllReduce} from '../allreduce/index.js';
+import {COMPRESSIONS, type Compression, formLocalRing, RingAllReduce} from '../allreduce/index.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import type {ClientSecurity} from '../coordinator/auth.js';
 import {coordinatorClient, explainGrpcError} from '../coordinator/client.js';
@@ -64,6 +64,13 @@ function startHeartbeatThread(address: string, security: ClientSecurity, workerI
   } catch {
     return undefined;
   }
+}
+
+/** StartJob's grad_compression ('' = none); the coordinator has refused anything else already, a mismatched version would not be. */
+function jobCompression(value: string): Compression {
+  const c = value || 'none';
+  if (!(COMPRESSIONS as readonly string[]).includes(c)) throw new Error(`the job asks for gradient compression ${c}, which this worker (dtrain) does not know; run the same dtrain version everywhere`);
+  return c as Compression;
 }
 
 export function defaultDatasetCache(): string {
@@ -345,14 +352,18 @@ export class WorkerSession {
       job.model = ShuffleNetV2.create(parseModelSize(h.size), h.seed);
       initialState = Buffer.from(await serializeModel(job.model));
     }
-    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}${start.ringSecretKey ? ' (CURVE)' : ''}`);
+    this.log(`job ${start.jobId}: rank ${start.rank}/${start.worldSize}, ring inbox ${endpoint}${start.ringSecretKey ? ' (CURVE)' : ''}, gradients ${ring.compression === 'fp16' ? 'as fp16' : 'exact'}`);
     this.send({ringBound: {jobId: start.jobId, endpoint, initialState, optimizer: Buffer.alloc(0)}});
   }
 
-  /** The job's ring rank with its inbox bound (world size 1: a ring of one in this process); CURVE when the job issued keys. */
-  private async bindRing({rank, worldSize, ringPublicKey, ringSecretKey, ringPublicKeys}: StartJob): Promise<RingAllReduce> {
+  /**
+   * The job's ring rank with its inbox bound (world size 1: a ring of one in this process); CURVE when
+   * the job issued keys; gradient compression as the job says (StartJob.hyper, kept by a regroup).
+   */
+  private async bindRing({rank, worldSize, ringPublicKey, ringSecretKey, ringPublicKeys, hyper}: StartJob): Promise<RingAllReduce> {
     const curve = ringSecretKey ? {publicKey: ringPublicKey, secretKey: ringSecretKey, peers: ringPublicKeys} : undefined;
-    const ring = worldSize === 1 ? (await formLocalRing(1))[0] : new RingAllReduce({rank, worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve});
+    const compression = jobCompression(hyper?.gradCompression ?? '');
+    const ring = worldSize === 1 ? (await formLocalRing(1, {compression}))[0] : new RingAllReduce({rank, worldSize, bindHost: this.options.ringHost, advertiseHost: this.options.ringAdvertise, curve, compression});
     await ring.start();
     return ring;
   }

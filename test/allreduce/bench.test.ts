@@ -66,6 +66,23 @@ describe('bench allreduce', () => {
     for (const r of json.results) for (const key of ['medianMs', 'algbwGBs', 'busbwGBs']) assert.ok(r[key] > 0, key);
   });
 
+  test('dtrain bench allreduce --grad-compression none,fp16 --json: fp16 rows beside uncompressed ones, each checked (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, async () => {
+    const {stdout} = await new Promise<{stdout: string}>((resolve, reject) =>
+      execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--workers', '3', '--bytes', '0.1MB', '--iters', '2', '--warmup', '1', '--partial-sums', 'float32', '--grad-compression', 'none,fp16', '--no-torch', '--json'], {cwd: root, timeout: 60_000}, (err, out) =>
+        err ? reject(err) : resolve({stdout: out}),
+      ),
+    );
+    const json = JSON.parse(stdout) as {results: Array<{compression: string; partialSums: string | null; workers: number; busbwGBs: number}>};
+    assert.deepEqual(
+      json.results.map((r) => [r.compression, r.partialSums, r.workers]),
+      [
+        ['none', 'float32', 3],
+        ['fp16', null, 3],
+      ],
+    );
+    for (const r of json.results) assert.ok(r.busbwGBs > 0);
+  });
+
   test('a bad --bytes is a one-line usage error (built CLI)', {skip: built ? false : 'dist/ not built (npm run build)'}, async () => {
     const res = await new Promise<{code: number; stderr: string}>((resolve) =>
       execFile(process.execPath, [path.join(root, 'bin/run.js'), 'bench', 'allreduce', '--bytes', '10XB'], {cwd: root, timeout: 30_000}, (err, _out, stderr) =>

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {describe, test} from 'node:test';
 
 import {summarise} from '../../src/allreduce/bench.js';
-import {parsePartialSums, parseWorkerCounts} from '../../src/bench/allreduce.js';
+import {parseCompressions, parsePartialSums, parseWorkerCounts} from '../../src/bench/allreduce.js';
 import {runArgs, scalingRow, withEfficiency} from '../../src/bench/scaling.js';
 import {median, ratio} from '../../src/bench/stats.js';
 import {UserError} from '../../src/cli/errors.js';
@@ -43,6 +43,9 @@ describe('bench arithmetic', () => {
     assert.deepEqual(parsePartialSums('float64,float32'), ['float64', 'float32']);
     assert.deepEqual(parsePartialSums('float32,float32'), ['float32']);
     assert.throws(() => parsePartialSums('float16'), UserError);
+    assert.deepEqual(parseCompressions('none,fp16'), ['none', 'fp16']);
+    assert.deepEqual(parseCompressions('fp16'), ['fp16']);
+    assert.throws(() => parseCompressions('none,fp8'), (e: UserError) => e.exitCode === 2 && /unknown --grad-compression "fp8"/.test(e.message));
   });
 
   test('scaling: the last epoch of `dtrain run --json`, share in all-reduce, efficiency against the first count', () => {

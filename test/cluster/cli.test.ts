@@ -113,6 +113,20 @@ describe('dtrain cluster (built CLI, real processes)', {skip: built ? false : 'd
     assert.ok(!existsSync(path.join(dir, 'cluster-state', 'token')));
   });
 
+  test('run --workers 2 --grad-compression fp16: the job tells both workers, history and --json record it; with one worker it is a usage error', async () => {
+    const runDir = path.join(dir, 'run-fp16');
+    const small = ['--data', 'synthetic', '--train-limit', '64', '--test-limit', '32', '--batch-size', '32', '--backend', 'wasm'];
+    const r = await dtrain('run', '--workers', '2', '--grad-compression', 'fp16', '--epochs', '1', ...small, '--run-dir', runDir, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).gradCompression, 'fp16');
+    const history = JSON.parse((await readFile(path.join(runDir, 'history.jsonl'), 'utf8')).trim());
+    assert.equal(history.gradCompression, 'fp16');
+    for (const i of [0, 1]) assert.match(await readFile(path.join(runDir, 'cluster-logs', `worker-${i}.log`), 'utf8'), /rank \d\/2, ring inbox \S+ \(CURVE\), gradients as fp16/);
+    const one = await dtrain('run', '--grad-compression', 'fp16', ...small, '--run-dir', path.join(dir, 'run-fp16-1'));
+    assert.equal(one.code, 2);
+    assert.match(one.stderr, /^Error: --grad-compression fp16 needs --workers 2 or more: with one worker no gradient travels\n/);
+  });
+
   test('Ctrl-C during run --workers 2 stops the coordinator and the workers', async () => {
     const child = spawn(process.execPath, [path.join(root, 'bin/run.js'), 'run', '--workers', '2', '--epochs', '5', ...TINY, '--run-dir', path.join(dir, 'run-int')], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']});
     let stderr = '';

@@ -16,6 +16,8 @@ import {
   startMetricsServer,
   WORKER_METRICS,
 } from '../../src/metrics/index.js';
+import {jobMetricsObserver} from '../../src/coordinator/metrics.js';
+import {JobAccepted, JobSpec} from '../../src/gen/dtrain.js';
 import {promtool, skipWithoutPromtool} from './promtool.js';
 
 const servers: MetricsServer[] = [];
@@ -163,4 +165,13 @@ test('metrics server: read-only (GET/HEAD /metrics and /healthz only, others 405
 test('docs/observability.md documents every metric', () => {
   const doc = readFileSync(new URL('../../docs/observability.md', import.meta.url), 'utf8');
   for (const m of METRIC_CATALOG) assert.ok(doc.includes(`| \`${m.name}\` | ${m.kind} | ${m.role} |`), `${m.name} missing from the docs table`);
+});
+
+test('coordinator: an accepted job sets dtrain_job_grad_compression one-hot from its spec', async () => {
+  const c = createCoordinatorMetrics({version: '0.1.0', defaultMetrics: false});
+  const series = async () => [...(await c.registry.metrics()).matchAll(/^dtrain_job_grad_compression\{compression="(\w+)"\} (\d)$/gm)].map((m) => `${m[1]}=${m[2]}`).sort();
+  jobMetricsObserver(c, JobSpec.fromPartial({epochs: 2, hyper: {lr: 0.1, gradCompression: 'fp16'}}))({accepted: JobAccepted.fromPartial({startEpoch: 0, stepsPerEpoch: 4})});
+  assert.deepEqual(await series(), ['fp16=1', 'none=0']);
+  jobMetricsObserver(c, JobSpec.fromPartial({epochs: 2, hyper: {lr: 0.1}}))({accepted: JobAccepted.fromPartial({startEpoch: 0, stepsPerEpoch: 4})});
+  assert.deepEqual(await series(), ['fp16=0', 'none=1'], "'' (an older client) is none");
 });
