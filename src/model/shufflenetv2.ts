@@ -13,6 +13,7 @@ import {
 } from './architecture.js';
 import {type BatchStats, batchNormEval, batchNormTrain, updateRunningStats} from './batchnorm.js';
 import {shuffleSplit} from './channel-shuffle.js';
+import {globalAvgPool} from './pooling.js';
 import {tfShape, tfToTorch, torchToTf} from './layout.js';
 import type {SafeData, SafeTensor} from './safetensors.js';
 
@@ -156,8 +157,8 @@ export class ShuffleNetV2 {
       let out: tf.Tensor4D | Halves = convBn(x, this.spec.stem, true);
       for (const layer of this.spec.layers) for (const b of layer) out = block(out, b);
       const h = convBn(whole(out), this.spec.head, true);
-      const pooled = tf.avgPool(h, 4, 4, 'valid'); // F.avg_pool2d(out, 4)
-      const flat = tf.reshape(pooled, [pooled.shape[0], -1]) as tf.Tensor2D;
+      if (h.shape[1] !== 4 || h.shape[2] !== 4) throw new Error(`the head expects a 4×4 feature map, got ${h.shape[1]}×${h.shape[2]}`);
+      const flat = globalAvgPool(h); // F.avg_pool2d(out, 4) on the 4×4 map, flattened
       return tf.add(tf.matMul(flat, this.params.get('linear.weight')! as tf.Tensor2D), this.params.get('linear.bias')!) as tf.Tensor2D;
     });
     return {logits, stats};
