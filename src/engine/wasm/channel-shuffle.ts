@@ -46,16 +46,16 @@ export function canShuffleSplit(half: number, parts: number): boolean {
   return Number.isInteger(parts) && parts >= 1 && (2 * half) % (2 * parts) === 0;
 }
 
-function checkedParts(half: number, parts: number, what: string): number {
+function requireShuffleSplit(half: number, parts: number, what: string): void {
   if (!canShuffleSplit(half, parts)) throw new Error(`${what}: ${2 * half} channels do not cut into ${parts} parts of an even width`);
-  return parts;
 }
 
 const splitConfigs = cpuAndWasmConfigs(SHUFFLE_SPLIT, (backendName, {inputs, backend, attrs}) => {
   const {a, b} = inputs;
   const [n, h, w, half] = a.shape;
   if (a.shape.length !== 4 || String(a.shape) !== String(b.shape)) throw new Error(`${SHUFFLE_SPLIT}: need a and b of one NHWC shape, got [${a.shape}], [${b.shape}]`);
-  const parts = checkedParts(half, Number(attrs?.parts), SHUFFLE_SPLIT);
+  const parts = Number(attrs?.parts);
+  requireShuffleSplit(half, parts, SHUFFLE_SPLIT);
   const partShape = [n, h, w, (2 * half) / parts];
   return runF32Kernel(backendName, backend, [a, b], Array.from({length: parts}, () => partShape),
     ([as, bs], outs) => shuffleCopy(as, bs, outs, half, true));
@@ -69,7 +69,7 @@ const joinConfigs = cpuAndWasmConfigs(SHUFFLE_JOIN, (backendName, {inputs, backe
     throw new Error(`${SHUFFLE_JOIN}: need parts p0..p${parts - 1} of one NHWC shape`);
   }
   const half = (parts * width) / 2;
-  checkedParts(half, parts, SHUFFLE_JOIN);
+  requireShuffleSplit(half, parts, SHUFFLE_JOIN);
   return runF32Kernel(backendName, backend, infos, [[n, h, w, half], [n, h, w, half]],
     (ins, [as, bs]) => shuffleCopy(as, bs, ins, half, false));
 });
