@@ -8,12 +8,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {BATCH_MOMENTS, batchMomentsConfigs} from './wasm/batch-moments.js';
 import {BATCH_NORM_GRAD, batchNormGradConfigs} from './wasm/batchnorm-grad.js';
+import {RUNNING_STATS, runningStatsConfigs} from './wasm/running-stats.js';
 
-export {BATCH_MOMENTS, BATCH_NORM_GRAD};
+export {BATCH_MOMENTS, BATCH_NORM_GRAD, RUNNING_STATS};
 
-/** Registers both kernels for wasm and cpu; idempotent (runs at import of this module). */
+/** Registers the three kernels for wasm and cpu; idempotent (runs at import of this module). */
 export function registerBatchNormKernels(): void {
-  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs]) {
+  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs, ...runningStatsConfigs]) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
   }
 }
@@ -61,5 +62,27 @@ export function batchNormGradOps(dy: tf.Tensor4D, xhat: tf.Tensor4D, scale: tf.T
     const centred = tf.sub(tf.sub(tf.mul(dy, count), dbeta), tf.mul(xhat, dgamma));
     const dx = tf.mul(centred, tf.div(scale, count)) as tf.Tensor4D;
     return [dx, dgamma, dbeta];
+  });
+}
+
+/**
+ * PyTorch's running-stat update (momentum m; the unbiased variance, ×M/(M−1) for M values per
+ * channel): [mean·(1 − m) + batchMean·m, var·(1 − m) + batchVar·M/(M−1)·m], rounded like these tf ops.
+ */
+export function runningStats(runningMean: tf.Tensor1D, runningVar: tf.Tensor1D, mean: tf.Tensor1D, variance: tf.Tensor1D, count: number,
+  momentum: number): [mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  const unbias = count / Math.max(count - 1, 1);
+  if (hasKernel(RUNNING_STATS)) {
+    return tf.engine().runKernel(RUNNING_STATS, {runningMean, runningVar, mean, variance}, {unbias, momentum}) as unknown as [tf.Tensor1D, tf.Tensor1D];
+  }
+  return runningStatsOps(runningMean, runningVar, mean, variance, count, momentum);
+}
+
+/** runningStats with tf ops only. */
+export function runningStatsOps(runningMean: tf.Tensor1D, runningVar: tf.Tensor1D, mean: tf.Tensor1D, variance: tf.Tensor1D, count: number,
+  momentum: number): [mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  return tf.tidy(() => {
+    const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
+    return [tf.add(tf.mul(runningMean, 1 - momentum), tf.mul(mean, momentum)), tf.add(tf.mul(runningVar, 1 - momentum), tf.mul(unbiased, momentum))];
   });
 }

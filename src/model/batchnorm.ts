@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-import {batchMoments, batchNormGrad} from '../engine/batchnorm-kernels.js';
+import {batchMoments, batchNormGrad, runningStats} from '../engine/batchnorm-kernels.js';
 import {BN_EPS, BN_MOMENTUM} from './architecture.js';
 
 /** Batch statistics of one training-mode BatchNorm call (biased variance, as used to normalise). */
@@ -53,9 +53,8 @@ export function batchNormEval(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tenso
  * running estimate although the biased one normalised the batch.
  */
 export function updateRunningStats(runningMean: tf.Variable, runningVar: tf.Variable, stats: BatchStats): void {
-  tf.tidy(() => {
-    const unbiased = tf.mul(stats.variance, stats.count / Math.max(stats.count - 1, 1));
-    runningMean.assign(tf.add(tf.mul(runningMean, 1 - BN_MOMENTUM), tf.mul(stats.mean, BN_MOMENTUM)));
-    runningVar.assign(tf.add(tf.mul(runningVar, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)));
-  });
+  const [mean, variance] = runningStats(runningMean as tf.Tensor1D, runningVar as tf.Tensor1D, stats.mean, stats.variance, stats.count, BN_MOMENTUM);
+  runningMean.assign(mean);
+  runningVar.assign(variance);
+  tf.dispose([mean, variance]);
 }

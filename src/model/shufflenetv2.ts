@@ -12,8 +12,13 @@ import {
   stateEntries,
 } from './architecture.js';
 import {type BatchStats, batchNormEval, batchNormTrain, updateRunningStats} from './batchnorm.js';
+import {shuffleSplit} from './channel-shuffle.js';
+import {globalAvgPool} from './pooling.js';
 import {tfShape, tfToTorch, torchToTf} from './layout.js';
 import type {SafeData, SafeTensor} from './safetensors.js';
+
+// Where the tests (and older callers) import it from.
+export {channelShuffle} from './channel-shuffle.js';
 
 export interface ForwardResult {
   logits: tf.Tensor2D;
@@ -137,22 +142,23 @@ export class ShuffleNetV2 {
         return relu ? tf.relu(y) : y;
       };
       const chain = (input: tf.Tensor4D, steps: ConvBn[], relus: boolean[]) => steps.reduce((h, c, i) => convBn(h, c, relus[i]), input);
-      const block = (input: tf.Tensor4D, b: BlockSpec): tf.Tensor4D => {
+      // A block's output is channelShuffle(concat([a, b])); it is kept as the halves [a, b] so
+      // that the shuffle and the next block's split are one copy (shuffleSplit).
+      type Halves = [tf.Tensor4D, tf.Tensor4D];
+      const whole = (input: tf.Tensor4D | Halves) => (Array.isArray(input) ? shuffleSplit(input[0], input[1], 1)[0] : input);
+      const block = (input: tf.Tensor4D | Halves, b: BlockSpec): Halves => {
         if (b.kind === 'down') {
-          const left = chain(input, b.left, [false, true]);
-          const right = chain(input, b.right, [true, false, true]);
-          return channelShuffle(tf.concat([left, right], 3));
+          const x = whole(input);
+          return [chain(x, b.left, [false, true]), chain(x, b.right, [true, false, true])];
         }
-        const c = input.shape[3];
-        const x1 = tf.slice(input, [0, 0, 0, 0], [-1, -1, -1, b.splitAt]);
-        const x2 = tf.slice(input, [0, 0, 0, b.splitAt], [-1, -1, -1, c - b.splitAt]);
-        return channelShuffle(tf.concat([x1, chain(x2, b.branch, [true, false, true])], 3));
+        const [x1, x2] = Array.isArray(input) && b.splitAt * 2 === b.channels ? shuffleSplit(input[0], input[1], 2) : splitAt(whole(input), b.splitAt);
+        return [x1, chain(x2, b.branch, [true, false, true])];
       };
-      let h = convBn(x, this.spec.stem, true);
-      for (const layer of this.spec.layers) for (const b of layer) h = block(h, b);
-      h = convBn(h, this.spec.head, true);
-      const pooled = tf.avgPool(h, 4, 4, 'valid'); // F.avg_pool2d(out, 4)
-      const flat = tf.reshape(pooled, [pooled.shape[0], -1]) as tf.Tensor2D;
+      let out: tf.Tensor4D | Halves = convBn(x, this.spec.stem, true);
+      for (const layer of this.spec.layers) for (const b of layer) out = block(out, b);
+      const h = convBn(whole(out), this.spec.head, true);
+      if (h.shape[1] !== 4 || h.shape[2] !== 4) throw new Error(`the head expects a 4×4 feature map, got ${h.shape[1]}×${h.shape[2]}`);
+      const flat = globalAvgPool(h); // F.avg_pool2d(out, 4) on the 4×4 map, flattened
       return tf.add(tf.matMul(flat, this.params.get('linear.weight')! as tf.Tensor2D), this.params.get('linear.bias')!) as tf.Tensor2D;
     });
     return {logits, stats};
@@ -177,8 +183,7 @@ export function disposeStats(stats: Map<string, BatchStats>): void {
   stats.clear();
 }
 
-/** ShuffleBlock(groups=2): NCHW view(N,2,C/2,H,W).permute(0,2,1,3,4), written for NHWC. */
-export function channelShuffle(x: tf.Tensor4D, groups = 2): tf.Tensor4D {
-  const [n, h, w, c] = x.shape;
-  return tf.reshape(tf.transpose(tf.reshape(x, [n, h, w, groups, c / groups]), [0, 1, 2, 4, 3]), [n, h, w, c]);
+/** x cut along channels at `at`. */
+function splitAt(x: tf.Tensor4D, at: number): [tf.Tensor4D, tf.Tensor4D] {
+  return [tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, at]), tf.slice(x, [0, 0, 0, at], [-1, -1, -1, x.shape[3] - at])];
 }

@@ -7,7 +7,9 @@ import {test} from 'node:test';
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import {BATCH_MOMENTS, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormGrad, batchNormGradOps} from '../../src/engine/batchnorm-kernels.js';
+import {
+  BATCH_MOMENTS, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormGrad, batchNormGradOps, RUNNING_STATS, runningStats, runningStatsOps,
+} from '../../src/engine/batchnorm-kernels.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
 
 const SHAPE: [number, number, number, number] = [3, 5, 7, 6];
@@ -46,9 +48,10 @@ const xhatData = normalArray(M * C, 3);
 const scaleData = normalArray(C, 4, 1, 0.5);
 
 for (const backend of ['cpu', 'wasm']) {
-  test(`${backend}: both kernels are registered`, async () => {
+  test(`${backend}: the three kernels are registered`, async () => {
     await tf.setBackend(backend);
     assert.ok(tf.getKernel(BATCH_MOMENTS, backend) !== undefined);
+    assert.ok(tf.getKernel(RUNNING_STATS, backend) !== undefined);
     assert.ok(tf.getKernel(BATCH_NORM_GRAD, backend) !== undefined);
   });
 
@@ -81,6 +84,25 @@ for (const backend of ['cpu', 'wasm']) {
     t.diagnostic(`dx relL2 ${errs[0]!.toExponential(2)}, dgamma max rel ${errs[1]!.toExponential(2)}, dbeta max rel ${errs[2]!.toExponential(2)}`);
     for (const err of errs) assert.ok(err < 1e-7, `error ${err}`);
     tf.dispose([dy, xhat, scale, dx, dgamma, dbeta]);
+  });
+
+  // Bit for bit: the kernel rounds each operation to float32 as the seven ops do. 256 channels,
+  // because a product taken in float64 instead (var·(M/(M−1))·m in one step) is one ulp off for 7
+  // of them and fails this.
+  test(`${backend}: runningStats equals its tf ops bit for bit, and is the formula`, async () => {
+    await tf.setBackend(backend);
+    const vectors = [normalArray(256, 11, 0.3, 1), normalArray(256, 12, 2, 0.5), normalArray(256, 13, -1, 2), normalArray(256, 14, 3, 1)];
+    const [rm, rv, m, v] = vectors.map((data) => tf.tensor1d(data));
+    const count = 7;
+    const before = tf.memory().numTensors;
+    const got = runningStats(rm, rv, m, v, count, 0.1);
+    const want = runningStatsOps(rm, rv, m, v, count, 0.1);
+    assert.equal(tf.memory().numTensors, before + 4);
+    for (let i = 0; i < 2; i++) assert.deepEqual(await got[i].data(), await want[i].data());
+    const [rmD, rvD, mD, vD] = vectors;
+    assert.ok(maxRelErr(await got[0].data(), Array.from(mD, (x, c) => 0.9 * rmD[c] + 0.1 * x), 0) < 1e-6);
+    assert.ok(maxRelErr(await got[1].data(), Array.from(vD, (x, c) => 0.9 * rvD[c] + 0.1 * x * (count / (count - 1))), 0) < 1e-6);
+    tf.dispose([rm, rv, m, v, ...got, ...want]);
   });
 
   test(`${backend}: the tf-op fallbacks compute the same`, async () => {

@@ -129,3 +129,20 @@ test('wasm Identity (tensor clones, saved gradient inputs) shares the data inste
   y.dispose();
   assert.equal(backend.numDataIds(), ids - 1, 'the buffer is freed with its last owner');
 });
+
+test('wasm Cast to the same dtype (every ReLU gradient) shares the data; other casts still convert', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as unknown as {numDataIds(): number};
+  const x = tf.tensor1d([1.5, -2.25, 3, 0]);
+  const ids = backend.numDataIds();
+  const same = tf.cast(x, 'float32');
+  assert.equal(backend.numDataIds(), ids, 'no new buffer for a float32 → float32 cast');
+  const ints = tf.cast(x, 'int32');
+  assert.equal(backend.numDataIds(), ids + 1);
+  assert.equal(ints.dtype, 'int32');
+  assert.deepEqual(Array.from(await ints.data()), [1, -2, 3, 0]);
+  x.dispose();
+  assert.deepEqual(Array.from(await same.data()), [1.5, -2.25, 3, 0], 'the cast outlives its input');
+  tf.dispose([same, ints]);
+  assert.equal(backend.numDataIds(), ids - 1);
+});

@@ -17,17 +17,31 @@ export function batchNormBackward(dy: Float32Array, xhat: Float32Array, scale: F
   const block = blockRows(channels);
   const sumDy = new Float64Array(channels);
   const sumDyXhat = new Float64Array(channels);
+  // Two partial sums of each kind over alternate rows, so that the float64 adds overlap instead of
+  // each waiting for the previous one (as in channelMoments).
+  const step = 2 * channels;
   for (let r0 = 0; r0 < rows; r0 += block) {
     const end = Math.min(rows, r0 + block) * channels;
     for (let c = 0; c < channels; c++) {
-      let s = 0;
-      let sx = 0;
-      for (let i = r0 * channels + c; i < end; i += channels) {
-        s += dy[i];
-        sx += dy[i] * xhat[i];
+      let s0 = 0;
+      let s1 = 0;
+      let sx0 = 0;
+      let sx1 = 0;
+      let i = r0 * channels + c;
+      for (; i + channels < end; i += step) {
+        const d0 = dy[i];
+        const d1 = dy[i + channels];
+        s0 += d0;
+        s1 += d1;
+        sx0 += d0 * xhat[i];
+        sx1 += d1 * xhat[i + channels];
       }
-      sumDy[c] += s;
-      sumDyXhat[c] += sx;
+      if (i < end) {
+        s0 += dy[i];
+        sx0 += dy[i] * xhat[i];
+      }
+      sumDy[c] += s0 + s1;
+      sumDyXhat[c] += sx0 + sx1;
     }
   }
   // dx = scale·dy − scale·dβ/M − x̂·scale·dγ/M, with the per-channel factors computed once.

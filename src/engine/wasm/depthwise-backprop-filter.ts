@@ -2,7 +2,8 @@
  * DepthwiseConv2dNativeBackpropFilter for tfjs-backend-wasm, which has none:
  * dW[kh, kw, c, q] = Σ over batch and output pixels of x[tap pixel, c] · dY[pixel, c·mul + q],
  * in float64 in plain JS. There is no XNNPACK shape for it (a per-channel correlation summed over
- * the batch), so the loops are shaped for V8: sums along a row in registers, three taps per dY load.
+ * the batch), so the loops are shaped for V8: sums along a row in registers, three taps per dY load,
+ * and the few edge columns along the channels.
  */
 import {backend_util, DepthwiseConv2dNativeBackpropFilter} from '@tensorflow/tfjs-core';
 import type {DepthwiseConv2dNativeBackpropFilterAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
@@ -30,14 +31,13 @@ export function depthwiseFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGe
         if (iy < 0 || iy >= inH) continue;
         const xRow = (b * inH + iy) * inW * inC - padLeft * inC; // + ix·inC + c, ix = ox·stride + kw
         const aRow = kh * kW * outC;
-        for (let d = 0; d < outC; d++) {
-          const xc = xRow + (mul === 1 ? d : Math.floor(d / mul));
-          const dyc = dyRow + d;
-          if (three) {
+        if (three) {
+          for (let d = 0; d < outC; d++) {
+            const xc = xRow + (mul === 1 ? d : Math.floor(d / mul));
             let s0 = 0;
             let s1 = 0;
             let s2 = 0;
-            for (let ox = from, xi = xc + from * xStep, di = dyc + from * outC; ox < to; ox++, xi += xStep, di += outC) {
+            for (let ox = from, xi = xc + from * xStep, di = dyRow + d + from * outC; ox < to; ox++, xi += xStep, di += outC) {
               const gv = dy[di];
               s0 += x[xi] * gv;
               s1 += x[xi + inC] * gv;
@@ -47,14 +47,22 @@ export function depthwiseFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGe
             acc[aRow + outC + d] += s1;
             acc[aRow + 2 * outC + d] += s2;
           }
-          for (let kw = 0; kw < kW; kw++) {
-            const xt = xc + kw * inC;
-            let s = 0;
-            // Without the 3-tap pass, every column; with it, the columns it left out.
-            const stop = three ? Math.min(from, hi[kw]) : hi[kw];
-            for (let ox = lo[kw]; ox < stop; ox++) s += x[xt + ox * xStep] * dy[dyc + ox * outC];
-            for (let ox = three ? Math.max(to, lo[kw]) : hi[kw]; ox < hi[kw]; ox++) s += x[xt + ox * xStep] * dy[dyc + ox * outC];
-            acc[aRow + kw * outC + d] += s;
+        }
+        // The columns the 3-tap pass left out (all of them without it), a tap and column at a
+        // time along the channels: one loop per column instead of two per channel.
+        for (let kw = 0; kw < kW; kw++) {
+          const a = aRow + kw * outC;
+          for (let ox = lo[kw]; ox < hi[kw]; ox++) {
+            if (ox >= from && ox < to) continue; // done by the 3-tap pass
+            const xp = xRow + (ox * strideW + kw) * inC;
+            const dp = dyRow + ox * outC;
+            if (mul === 1) {
+              for (let c = 0; c < outC; c++) acc[a + c] += x[xp + c] * dy[dp + c];
+            } else {
+              for (let c = 0, d = 0; c < inC; c++) {
+                for (let q = 0; q < mul; q++, d++) acc[a + d] += x[xp + c] * dy[dp + d];
+              }
+            }
           }
         }
       }

@@ -9,7 +9,8 @@ import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
-function sharedIdentity({inputs, backend}: KernelArgs): TensorInfo {
+/** The output shares x's data (also Cast's output when the dtype stays). */
+export function sharedIdentity({inputs, backend}: KernelArgs): TensorInfo {
   const {x} = inputs;
   (backend as WasmBackend).incRef(x.dataId);
   return {dataId: x.dataId, shape: x.shape, dtype: x.dtype};

@@ -1,14 +1,15 @@
 /**
  * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
  * depthwise backprops), a faster Conv2DBackpropInput for 1×1 convs, and the fused BatchNorm
- * kernels (for wasm and cpu), and an Identity that shares instead of copying. Idempotent; call
- * before tf.setBackend('wasm').
+ * kernels (for wasm and cpu), and an Identity and a same-dtype Cast that share instead of
+ * copying. Idempotent; call before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';
-import {Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
+import {Cast, Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {registerBatchNormKernels} from '../batchnorm-kernels.js';
+import {isDtrainCast, makeCastConfig} from './cast.js';
 import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
 import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
@@ -26,5 +27,7 @@ export function registerWasmTrainingKernels(): void {
   const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
   if (wasmOwn !== undefined && !isDtrainConv2DBackpropInput(wasmOwn)) replaceKernel(makeConv2DBackpropInputConfig(wasmOwn));
   replaceKernel(sharedIdentityConfig);
+  const wasmCast = getKernel(Cast, 'wasm') as KernelConfig | undefined;
+  if (wasmCast !== undefined && !isDtrainCast(wasmCast)) replaceKernel(makeCastConfig(wasmCast));
   registerBatchNormKernels();
 }
