@@ -9,6 +9,7 @@ import {mkdtemp, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 
+import type {Compression} from '../allreduce/ring.js';
 import {ExitCode, UserError} from '../cli/errors.js';
 import type {ClusterEpoch, ClusterRunResult} from '../coordinator/cluster-run.js';
 import {BIN} from '../coordinator/local-cluster.js';
@@ -23,10 +24,13 @@ export interface ScalingOptions {
   /** Epochs per run; the last one is measured (the first also pays for warm-up). */
   epochs: number;
   backend: string;
+  /** What the ring carries, one run each per worker count above 1 (one worker has no ring). */
+  compressions: Compression[];
 }
 
 export interface ScalingRow {
   workers: number;
+  gradCompression: Compression;
   backend: string;
   device: string;
   /** Aggregate training images/s of the measured epoch (all workers together). */
@@ -54,10 +58,10 @@ export interface ScalingReport {
 }
 
 /** The run's measured (last) epoch as one row, before efficiency is known. */
-export function scalingRow(run: Pick<ClusterRunResult, 'workers' | 'backend' | 'device' | 'epochs'>): Omit<ScalingRow, 'efficiency'> {
+export function scalingRow(run: Pick<ClusterRunResult, 'workers' | 'backend' | 'device' | 'epochs' | 'gradCompression'>): Omit<ScalingRow, 'efficiency'> {
   const e: ClusterEpoch | undefined = run.epochs.at(-1);
   if (!e) throw new UserError(`dtrain run with ${run.workers} workers reported no epoch`);
-  return {workers: run.workers, backend: run.backend, device: run.device, imagesPerSec: e.imagesPerSec, seconds: e.seconds, steps: e.steps, allreduceSeconds: e.allreduceSeconds, allreduceShare: e.allreduceSeconds / e.seconds};
+  return {workers: run.workers, gradCompression: run.gradCompression, backend: run.backend, device: run.device, imagesPerSec: e.imagesPerSec, seconds: e.seconds, steps: e.steps, allreduceSeconds: e.allreduceSeconds, allreduceShare: e.allreduceSeconds / e.seconds};
 }
 
 /** Efficiency of each row against the first row's throughput per worker. */
@@ -67,11 +71,11 @@ export function withEfficiency(rows: Array<Omit<ScalingRow, 'efficiency'>>): Sca
 }
 
 /** The arguments of `dtrain run` for one worker count: the cluster path even for 1 worker (--checkpoint-dir), so every count runs the same code. */
-export function runArgs(options: ScalingOptions, workers: number, runDir: string): string[] {
+export function runArgs(options: ScalingOptions, workers: number, runDir: string, compression: Compression = 'none'): string[] {
   return [
     'run', '--json', '--workers', String(workers), '--size', String(options.size), '--batch-size', String(options.globalBatch),
     '--data', 'synthetic', '--train-limit', String(options.trainLimit), '--test-limit', String(options.testLimit), '--epochs', String(options.epochs),
-    '--backend', options.backend, '--run-dir', runDir, '--checkpoint-dir', runDir,
+    '--backend', options.backend, '--run-dir', runDir, '--checkpoint-dir', runDir, '--grad-compression', compression,
   ];
 }
 
@@ -79,12 +83,14 @@ export async function benchScaling(options: ScalingOptions, progress: (line: str
   if (options.workers.length === 0) throw new UserError('--workers needs at least one count', {exitCode: ExitCode.usage});
   const rows: Array<Omit<ScalingRow, 'efficiency'>> = [];
   for (const workers of options.workers) {
-    progress(`  dtrain run --workers ${workers}: ${options.epochs} epoch(s) of ${options.trainLimit} images, global batch ${options.globalBatch}`);
-    const dir = await mkdtemp(join(tmpdir(), 'dtrain-scaling-'));
-    try {
-      rows.push(scalingRow(await runJson(runArgs(options, workers, dir))));
-    } finally {
-      await rm(dir, {recursive: true, force: true});
+    for (const compression of workers === 1 ? (['none'] as const) : options.compressions) {
+      progress(`  dtrain run --workers ${workers} --grad-compression ${compression}: ${options.epochs} epoch(s) of ${options.trainLimit} images, global batch ${options.globalBatch}`);
+      const dir = await mkdtemp(join(tmpdir(), 'dtrain-scaling-'));
+      try {
+        rows.push(scalingRow(await runJson(runArgs(options, workers, dir, compression))));
+      } finally {
+        await rm(dir, {recursive: true, force: true});
+      }
     }
   }
   const {size, globalBatch, trainLimit, testLimit, epochs} = options;

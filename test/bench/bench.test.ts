@@ -4,7 +4,7 @@ import {describe, test} from 'node:test';
 
 import {summarise} from '../../src/allreduce/bench.js';
 import {parseCompressions, parsePartialSums, parseWorkerCounts} from '../../src/bench/allreduce.js';
-import {runArgs, scalingRow, withEfficiency} from '../../src/bench/scaling.js';
+import {runArgs, type ScalingOptions, scalingRow, withEfficiency} from '../../src/bench/scaling.js';
 import {median, ratio} from '../../src/bench/stats.js';
 import {UserError} from '../../src/cli/errors.js';
 
@@ -50,18 +50,23 @@ describe('bench arithmetic', () => {
 
   test('scaling: the last epoch of `dtrain run --json`, share in all-reduce, efficiency against the first count', () => {
     const epoch = (imagesPerSec: number, seconds: number, allreduceSeconds: number) => ({epoch: 0, trainLoss: 0, trainAcc: 0, testLoss: 0, testAcc: 0, lr: 0.1, imagesPerSec, seconds, images: 1024, steps: 8, allreduceSeconds, checkpoint: '', perClassAcc: {}, lostSteps: 0, workers: 1});
-    const one = scalingRow({workers: 1, backend: 'wasm', device: 'CPU', epochs: [epoch(50, 20, 0), epoch(100, 10.24, 0)]});
-    const two = scalingRow({workers: 2, backend: 'wasm', device: 'CPU', epochs: [epoch(100, 10, 2), epoch(160, 8, 1)]});
+    const one = scalingRow({workers: 1, gradCompression: 'none', backend: 'wasm', device: 'CPU', epochs: [epoch(50, 20, 0), epoch(100, 10.24, 0)]});
+    const two = scalingRow({workers: 2, gradCompression: 'fp16', backend: 'wasm', device: 'CPU', epochs: [epoch(100, 10, 2), epoch(160, 8, 1)]});
+    assert.equal(two.gradCompression, 'fp16');
     assert.equal(one.imagesPerSec, 100);
     assert.equal(two.allreduceShare, 0.125);
     const rows = withEfficiency([one, two]);
     assert.deepEqual(rows.map((r) => r.efficiency), [1, 0.8]);
-    assert.throws(() => scalingRow({workers: 1, backend: 'wasm', device: 'CPU', epochs: []}), UserError);
+    assert.throws(() => scalingRow({workers: 1, gradCompression: 'none', backend: 'wasm', device: 'CPU', epochs: []}), UserError);
   });
 
   test('scaling: every count takes the cluster path (--checkpoint-dir), same global batch and data', () => {
-    const args = runArgs({workers: [1, 2], size: 0.5, globalBatch: 128, trainLimit: 1024, testLimit: 64, epochs: 2, backend: 'auto'}, 1, '/tmp/x');
+    const options: ScalingOptions = {workers: [1, 2], size: 0.5, globalBatch: 128, trainLimit: 1024, testLimit: 64, epochs: 2, backend: 'auto', compressions: ['none', 'fp16']};
+    const args = runArgs(options, 1, '/tmp/x');
     assert.deepEqual(args.slice(0, 4), ['run', '--json', '--workers', '1']);
+    assert.equal(args[args.indexOf('--grad-compression') + 1], 'none');
+    const fp16 = runArgs(options, 2, '/tmp/x', 'fp16');
+    assert.equal(fp16[fp16.indexOf('--grad-compression') + 1], 'fp16');
     for (const [flag, value] of [['--batch-size', '128'], ['--data', 'synthetic'], ['--train-limit', '1024'], ['--checkpoint-dir', '/tmp/x'], ['--run-dir', '/tmp/x']]) assert.equal(args[args.indexOf(flag) + 1], value, flag);
   });
 });
