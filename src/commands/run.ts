@@ -28,7 +28,7 @@ export default class RunCommand extends DtrainCommand {
   static override description = `Defaults are the seed article's: size 0.5, global batch 128, SGD lr 0.1 momentum 0.9 weight decay 5e-4, ReduceLROnPlateau on the train loss (factor 0.94, patience 1, min 1e-6), RandomCrop(32, pad 4) + horizontal flip, 20 epochs.
 Each epoch appends a line to RUN_DIR/history.jsonl and writes RUN_DIR/checkpoint-epochN.safetensors (PyTorch names and layouts: loadable into the seed's PyTorch model).
 Without the real CIFAR-10 (dtrain data download), use --data synthetic.
-With --workers N the gradients are averaged over a ring; --grad-compression fp16 sends them between workers as IEEE half precision (a third of the default's bytes; results within fp16 rounding instead of bit-identical to one process; see docs/allreduce.md).`;
+With --workers N the gradients are averaged over a ring; --grad-compression fp16 sends them between workers as IEEE half precision (half of the default's bytes with 2 workers, heading for a third with many; results within fp16 rounding instead of bit-identical to one process; see docs/allreduce.md).`;
   static override examples = [
     '<%= config.bin %> run --data synthetic --epochs 2 --train-limit 512 --test-limit 256',
     '<%= config.bin %> run --size 0.5 --epochs 20',
@@ -71,7 +71,7 @@ With --workers N the gradients are averaged over a ring; --grad-compression fp16
     }),
     'grad-compression': Flags.string({
       description:
-        'Cluster runs (--workers ≥ 2): what the gradient all-reduce sends between workers. none: float64 partial sums, the exactly rounded mean (N workers equal one process bit for bit). fp16: IEEE half precision both ways (a third of the bytes of none; each mean within a few fp16 roundings, the same bits on every worker; a gradient beyond ±65504 fails the step). BN statistics are always averaged exactly.',
+        'Cluster runs (--workers ≥ 2): what the gradient all-reduce sends between workers. none: float64 partial sums, the exactly rounded mean (N workers equal one process bit for bit). fp16: IEEE half precision both ways (half of the bytes of none with 2 workers, heading for a third with many; each mean within a few fp16 roundings, the same bits on every worker; a gradient beyond ±65504 fails the step). BN statistics are always averaged exactly.',
       options: [...COMPRESSIONS],
       default: 'none',
     }),

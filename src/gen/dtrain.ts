@@ -226,7 +226,7 @@ export interface HyperParameters {
   augment: boolean;
   /**
    * What the gradient all-reduce carries between ranks: '' or none (float64 partial sums: N workers
-   * equal one process bit for bit) or fp16 (IEEE half precision, a third of the bytes). Every rank
+   * equal one process bit for bit) or fp16 (IEEE half precision, 1/2 to 1/3 of the bytes). Every rank
    * of the job uses it (StartJob.hyper; a regroup keeps it); BN statistics are always averaged exactly.
    */
   gradCompression: string;
