@@ -49,9 +49,9 @@ export interface RingOptions extends RingPosition {
   /**
    * How reduce-scatter partial sums travel (the same on every rank). 'float64' (default): sums of
    * float32 values are then exact in all but extreme cases, so the result is the exactly rounded
-   * mean whatever the ring order — N workers equal one process summing N shards, bit for bit — at
-   * the bytes of 'float32' but in reduce-scatter's later steps (none with 2 ranks), whose result
-   * depends on the order each segment went round the ring.
+   * mean whatever the ring order — N workers equal one process summing N shards, bit for bit. It
+   * sends twice the bytes of 'float32' in reduce-scatter's steps after the first (there are none
+   * with 2 ranks); 'float32' sums depend on the order each segment went round the ring.
    */
   partialSums?: PartialSums;
   /**
