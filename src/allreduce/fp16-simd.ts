@@ -11,63 +11,7 @@
  * so every machine gives the same bits.
  */
 
-const V128 = 0x7b;
-const I32 = 0x7f;
-const F32 = 0x7d;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) return [...out, byte];
-    out.push(byte | 0x80);
-  }
-}
-
-const simd = (code: number, ...imm: number[]): number[] => [0xfd, ...uleb(code), ...imm];
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const i32const = (n: number) => [0x41, ...sleb(n | 0)];
-/** v128.const with the same 32-bit pattern in all four lanes. */
-function splat32(bits: number): number[] {
-  const lane = [bits & 0xff, (bits >>> 8) & 0xff, (bits >>> 16) & 0xff, (bits >>> 24) & 0xff];
-  return simd(0x0c, ...lane, ...lane, ...lane, ...lane);
-}
-const memarg = (offset: number, align: number) => [...uleb(align), ...uleb(offset)];
-const op = {
-  load: (offset = 0) => simd(0x00, ...memarg(offset, 4)),
-  load16x4u: (offset = 0) => simd(0x04, ...memarg(offset, 3)),
-  store: (offset = 0) => simd(0x0b, ...memarg(offset, 4)),
-  f32splat: simd(0x13),
-  extractLane: (lane: number) => simd(0x1b, lane),
-  eq: simd(0x37),
-  ltU: simd(0x3a),
-  gtU: simd(0x3c),
-  geU: simd(0x40),
-  and: simd(0x4e),
-  or: simd(0x50),
-  bitselect: simd(0x52),
-  narrowU: simd(0x86),
-  shl: simd(0xab),
-  shrU: simd(0xad),
-  add: simd(0xae),
-  sub: simd(0xb1),
-  fadd: simd(0xe4),
-  fsub: simd(0xe5),
-  fdiv: simd(0xe7),
-};
+import {F32, get, I32, i32const, op, section, set, splat32, uleb, V128, vec, name} from '../util/wasm-assembler.js';
 
 /** Locals of every function: parameters first (fixed per function), then these v128 temporaries. */
 interface Temps {
@@ -159,11 +103,6 @@ function accumulateBody(): number[] {
   return [...get(d), ...op.f32splat, ...set(t.div), ...loop8(n, [...get(h), ...sum(0), ...sum(16), ...op.narrowU, ...op.store()], [[x, 32], [h, 16]]), ...sumAcc(t)];
 }
 
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const name = (s: string) => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
 function func(body: number[]): number[] {
   const code = [...vec([[...uleb(TEMP_COUNT), V128]]), ...body, 0x0b];
   return [...uleb(code.length), ...code];

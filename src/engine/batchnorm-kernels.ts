@@ -7,14 +7,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {BATCH_MOMENTS, batchMomentsConfigs} from './wasm/batch-moments.js';
+import {BATCH_NORM_FORWARD, batchNormForwardConfig, batchNormForwardFits} from './wasm/batchnorm-forward.js';
 import {BATCH_NORM_GRAD, batchNormGradConfigs} from './wasm/batchnorm-grad.js';
 import {RUNNING_STATS, runningStatsConfigs} from './wasm/running-stats.js';
 
-export {BATCH_MOMENTS, BATCH_NORM_GRAD, RUNNING_STATS};
+export {BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, RUNNING_STATS};
 
-/** Registers the three kernels for wasm and cpu; idempotent (runs at import of this module). */
+/** Registers the kernels (three for wasm and cpu, the one-pass forward for wasm); idempotent (runs at import of this module). */
 export function registerBatchNormKernels(): void {
-  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs, ...runningStatsConfigs]) {
+  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs, ...runningStatsConfigs, batchNormForwardConfig]) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
   }
 }
@@ -39,6 +40,23 @@ export function batchMomentsOps(x: tf.Tensor4D): [mean: tf.Tensor1D, variance: t
     const variance = tf.mean(tf.square(tf.sub(x, mean)), [0, 1, 2]) as tf.Tensor1D;
     return [mean, variance];
   });
+}
+
+/**
+ * Training-mode BatchNorm's full-size outputs: y = x·scale + shift (PyTorch's rounding order) and
+ * x̂ = (x − mean)·invStd for the backward. One pass on wasm (DtrainBatchNormForward), the same
+ * four float32 ops as tf ops elsewhere; the same bits either way.
+ */
+export function batchNormForward(x: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.Tensor1D, mean: tf.Tensor1D, invStd: tf.Tensor1D): [y: tf.Tensor4D, xhat: tf.Tensor4D] {
+  if (hasKernel(BATCH_NORM_FORWARD) && batchNormForwardFits(x)) {
+    return tf.engine().runKernel(BATCH_NORM_FORWARD, {x, scale, shift, mean, invStd}, {}) as unknown as [tf.Tensor4D, tf.Tensor4D];
+  }
+  return batchNormForwardOps(x, scale, shift, mean, invStd);
+}
+
+/** batchNormForward with tf ops only. */
+export function batchNormForwardOps(x: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.Tensor1D, mean: tf.Tensor1D, invStd: tf.Tensor1D): [y: tf.Tensor4D, xhat: tf.Tensor4D] {
+  return tf.tidy(() => [tf.add(tf.mul(x, scale), shift) as tf.Tensor4D, tf.mul(tf.sub(x, mean), invStd) as tf.Tensor4D]);
 }
 
 /**

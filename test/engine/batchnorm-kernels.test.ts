@@ -8,7 +8,8 @@ import {test} from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {
-  BATCH_MOMENTS, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormGrad, batchNormGradOps, RUNNING_STATS, runningStats, runningStatsOps,
+  BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormForward, batchNormForwardOps, batchNormGrad, batchNormGradOps,
+  RUNNING_STATS, runningStats, runningStatsOps,
 } from '../../src/engine/batchnorm-kernels.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
 
@@ -177,3 +178,24 @@ for (const backend of ['cpu', 'wasm']) {
     tf.dispose([x, gamma, beta, dy, ...got, ...want]);
   });
 }
+
+test('wasm: the one-pass BatchNorm forward gives the four tf ops\' y and x̂ bit for bit, and keeps no tensors', async () => {
+  await tf.setBackend('wasm');
+  assert.ok(tf.getKernel(BATCH_NORM_FORWARD, 'wasm') !== undefined);
+  const [shape, channels] = [[3, 5, 7, 24] as [number, number, number, number], 24];
+  const x = tf.tensor4d(normalArray(3 * 5 * 7 * channels, 6, 2, 3), shape);
+  const [scale, shift, mean, invStd] = [7, 8, 9, 10].map((seed) => tf.tensor1d(normalArray(channels, seed, 0.5, 1)));
+  const before = tf.memory().numTensors;
+  const [y, xhat] = batchNormForward(x, scale, shift, mean, invStd);
+  assert.equal(tf.memory().numTensors, before + 2, 'two outputs, nothing else');
+  const [yOps, xhatOps] = batchNormForwardOps(x, scale, shift, mean, invStd);
+  assert.deepEqual(await y.data(), await yOps.data());
+  assert.deepEqual(await xhat.data(), await xhatOps.data());
+  // 6 channels: not a multiple of 4, so the tf ops run (same values, by the same ops).
+  const odd = tf.tensor4d(xData, SHAPE);
+  const [oddScale, oddShift, oddMean, oddInvStd] = [7, 8, 9, 10].map((seed) => tf.tensor1d(normalArray(C, seed)));
+  const [yOdd] = batchNormForward(odd, oddScale, oddShift, oddMean, oddInvStd);
+  const yOddOps = tf.tidy(() => tf.add(tf.mul(odd, oddScale), oddShift));
+  assert.deepEqual(await yOdd.data(), await yOddOps.data());
+  tf.dispose([x, scale, shift, mean, invStd, y, xhat, yOps, xhatOps, odd, oddScale, oddShift, oddMean, oddInvStd, yOdd, yOddOps]);
+});

@@ -1,7 +1,7 @@
 /**
  * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
  * depthwise backprops), a faster Conv2DBackpropInput for 1×1 convs, and the fused BatchNorm
- * kernels (for wasm and cpu), and an Identity and a same-dtype Cast that share instead of
+ * kernels (for wasm and cpu; the forward's one pass for wasm only), and an Identity and a same-dtype Cast that share instead of
  * copying. Idempotent; call before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';

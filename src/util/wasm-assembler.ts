@@ -1,0 +1,70 @@
+/**
+ * Just enough of a WebAssembly assembler to write small SIMD kernels in TypeScript, byte by byte,
+ * with no toolchain: LEB128 immediates, the instructions dtrain's kernels use, module sections.
+ * Users: src/allreduce/fp16-simd.ts (float32 ↔ half), src/engine/wasm/batchnorm-forward.ts.
+ */
+
+export const V128 = 0x7b;
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+
+export function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+export function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) return [...out, byte];
+    out.push(byte | 0x80);
+  }
+}
+
+export const simd = (code: number, ...imm: number[]): number[] => [0xfd, ...uleb(code), ...imm];
+export const get = (i: number) => [0x20, ...uleb(i)];
+export const set = (i: number) => [0x21, ...uleb(i)];
+export const i32const = (n: number) => [0x41, ...sleb(n | 0)];
+/** v128.const with the same 32-bit pattern in all four lanes. */
+export function splat32(bits: number): number[] {
+  const lane = [bits & 0xff, (bits >>> 8) & 0xff, (bits >>> 16) & 0xff, (bits >>> 24) & 0xff];
+  return simd(0x0c, ...lane, ...lane, ...lane, ...lane);
+}
+export const memarg = (offset: number, align: number) => [...uleb(align), ...uleb(offset)];
+export const op = {
+  load: (offset = 0) => simd(0x00, ...memarg(offset, 4)),
+  load16x4u: (offset = 0) => simd(0x04, ...memarg(offset, 3)),
+  store: (offset = 0) => simd(0x0b, ...memarg(offset, 4)),
+  f32splat: simd(0x13),
+  extractLane: (lane: number) => simd(0x1b, lane),
+  eq: simd(0x37),
+  ltU: simd(0x3a),
+  gtU: simd(0x3c),
+  geU: simd(0x40),
+  and: simd(0x4e),
+  or: simd(0x50),
+  bitselect: simd(0x52),
+  narrowU: simd(0x86),
+  shl: simd(0xab),
+  shrU: simd(0xad),
+  add: simd(0xae),
+  sub: simd(0xb1),
+  fadd: simd(0xe4),
+  fsub: simd(0xe5),
+  fmul: simd(0xe6),
+  fdiv: simd(0xe7),
+};
+
+export function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+export const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+export const name = (s: string) => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
