@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {BATCH_MOMENTS, batchMomentsConfigs} from './wasm/batch-moments.js';
-import {BATCH_NORM_FORWARD, batchNormForwardConfig, batchNormForwardFits} from './wasm/batchnorm-forward.js';
+import {BATCH_NORM_FORWARD, batchNormForwardConfig, fitsSimdPasses} from './wasm/batchnorm-simd.js';
 import {BATCH_NORM_GRAD, batchNormGradConfigs} from './wasm/batchnorm-grad.js';
 import {RUNNING_STATS, runningStatsConfigs} from './wasm/running-stats.js';
 
@@ -48,7 +48,7 @@ export function batchMomentsOps(x: tf.Tensor4D): [mean: tf.Tensor1D, variance: t
  * four float32 ops as tf ops elsewhere; the same bits either way.
  */
 export function batchNormForward(x: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.Tensor1D, mean: tf.Tensor1D, invStd: tf.Tensor1D): [y: tf.Tensor4D, xhat: tf.Tensor4D] {
-  if (hasKernel(BATCH_NORM_FORWARD) && batchNormForwardFits(x)) {
+  if (hasKernel(BATCH_NORM_FORWARD) && fitsSimdPasses(x)) {
     return tf.engine().runKernel(BATCH_NORM_FORWARD, {x, scale, shift, mean, invStd}, {}) as unknown as [tf.Tensor4D, tf.Tensor4D];
   }
   return batchNormForwardOps(x, scale, shift, mean, invStd);

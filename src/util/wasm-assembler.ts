@@ -1,7 +1,7 @@
 /**
  * Just enough of a WebAssembly assembler to write small SIMD kernels in TypeScript, byte by byte,
  * with no toolchain: LEB128 immediates, the instructions dtrain's kernels use, module sections.
- * Users: src/allreduce/fp16-simd.ts (float32 ↔ half), src/engine/wasm/batchnorm-forward.ts.
+ * Users: src/allreduce/fp16-simd.ts (float32 ↔ half), src/engine/wasm/batchnorm-simd.ts.
  */
 
 export const V128 = 0x7b;
@@ -61,7 +61,19 @@ export const op = {
   fsub: simd(0xe5),
   fmul: simd(0xe6),
   fdiv: simd(0xe7),
+  /** i8x16.shuffle: byte i of the result is byte lanes[i] of a‖b. */
+  shuffle: (lanes: number[]) => simd(0x0d, ...lanes),
+  demote: simd(0x5e), // f32x4.demote_f64x2_zero
+  promoteLow: simd(0x5f), // f64x2.promote_low_f32x4
+  dsub: simd(0xf1),
+  dmul: simd(0xf2),
 };
+
+/** Scalar i32 instructions and control flow the kernels' loops use. */
+export const i32 = {add: 0x6a, sub: 0x6b, ltS: 0x48, gtS: 0x4a, tee: 0x22};
+export const LOOP = [0x03, 0x40];
+export const BR_IF_LOOP = [0x0d, 0x00];
+export const END = 0x0b;
 
 export function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];

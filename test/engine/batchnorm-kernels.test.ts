@@ -11,6 +11,7 @@ import {
   BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormForward, batchNormForwardOps, batchNormGrad, batchNormGradOps,
   RUNNING_STATS, runningStats, runningStatsOps,
 } from '../../src/engine/batchnorm-kernels.js';
+import {batchNormBackward} from '../../src/engine/wasm/batchnorm-grad.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
 
 const SHAPE: [number, number, number, number] = [3, 5, 7, 6];
@@ -198,4 +199,22 @@ test('wasm: the one-pass BatchNorm forward gives the four tf ops\' y and x̂ bit
   const yOddOps = tf.tidy(() => tf.add(tf.mul(odd, oddScale), oddShift));
   assert.deepEqual(await yOdd.data(), await yOddOps.data());
   tf.dispose([x, scale, shift, mean, invStd, y, xhat, yOps, xhatOps, odd, oddScale, oddShift, oddMean, oddInvStd, yOdd, yOddOps]);
+});
+
+test('wasm: the BatchNorm backward with its SIMD dx pass gives the JS loops\' dx, dγ and dβ bit for bit', async () => {
+  await tf.setBackend('wasm');
+  const channels = 24;
+  const shape: [number, number, number, number] = [3, 5, 7, channels];
+  const size = 3 * 5 * 7 * channels;
+  const [dyData, xhatData, scaleData] = [normalArray(size, 11), normalArray(size, 12), normalArray(channels, 13, 1, 0.5)];
+  const want = {dx: new Float32Array(size), dgamma: new Float32Array(channels), dbeta: new Float32Array(channels)};
+  batchNormBackward(dyData, xhatData, scaleData, want.dx, want.dgamma, want.dbeta);
+  const [dy, xhat, scale] = [tf.tensor4d(dyData, shape), tf.tensor4d(xhatData, shape), tf.tensor1d(scaleData)];
+  const before = tf.memory().numTensors;
+  const got = batchNormGrad(dy, xhat, scale);
+  assert.equal(tf.memory().numTensors, before + 3, 'three outputs, nothing else (the float64 factors freed)');
+  assert.deepEqual(await got[0].data(), want.dx);
+  assert.deepEqual(await got[1].data(), want.dgamma);
+  assert.deepEqual(await got[2].data(), want.dbeta);
+  tf.dispose([dy, xhat, scale, ...got]);
 });

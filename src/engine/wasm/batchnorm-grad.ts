@@ -1,17 +1,28 @@
 /**
  * DtrainBatchNormGrad for the wasm and cpu backends: the training-mode BatchNorm backward in two
  * passes over dy and x̂ instead of a chain of tf ops. With M = N·H·W, per channel c: dβ = Σ dy,
- * dγ = Σ dy·x̂ (float64), then dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd.
+ * dγ = Σ dy·x̂ (float64), then dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd. On wasm
+ * the dx pass runs in WebAssembly SIMD (batchnorm-simd.ts) where the channels allow, same bits.
  */
-import type {KernelConfig} from '@tensorflow/tfjs-core';
+import type {KernelConfig, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {blockRows, cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+import {fitsSimdPasses, simdInputGradient} from './batchnorm-simd.js';
+import {blockRows, cpuAndWasmConfigs, heapF32, requireFloat32, runF32Kernel, type WasmBackend} from './kernel-utils.js';
 
 export const BATCH_NORM_GRAD = 'DtrainBatchNormGrad';
 
 /** dy and xhat viewed as [rows, C]; writes dx (same shape), dgamma and dbeta (length C). */
 export function batchNormBackward(dy: Float32Array, xhat: Float32Array, scale: Float32Array,
   dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void {
+  const {offset, slope} = batchNormSums(dy, xhat, scale, dgamma, dbeta);
+  inputGradient(dy, xhat, scale, offset, slope, dx);
+}
+
+/**
+ * The reductions: writes dβ = Σ dy and dγ = Σ dy·x̂ (summed in float64), and returns the float64
+ * factors of dx = scale·dy − offset − slope·x̂ per channel.
+ */
+export function batchNormSums(dy: Float32Array, xhat: Float32Array, scale: Float32Array, dgamma: Float32Array, dbeta: Float32Array): {offset: Float64Array; slope: Float64Array} {
   const channels = scale.length;
   const rows = dy.length / channels;
   const block = blockRows(channels);
@@ -53,6 +64,14 @@ export function batchNormBackward(dy: Float32Array, xhat: Float32Array, scale: F
     dbeta[c] = sumDy[c];
     dgamma[c] = sumDyXhat[c];
   }
+  return {offset, slope};
+}
+
+/** dx = scale·dy − offset − slope·x̂, computed in float64 and rounded once. */
+function inputGradient(dy: Float32Array, xhat: Float32Array, scale: Float32Array, offset: Float64Array, slope: Float64Array, dx: Float32Array): void {
+  const channels = scale.length;
+  const rows = dy.length / channels;
+  const block = blockRows(channels);
   // Blocked like the reductions, each channel's factors held in registers: ~1.7× faster than a
   // pixel-major loop that reloads them per element.
   for (let r0 = 0; r0 < rows; r0 += block) {
@@ -71,6 +90,18 @@ export const batchNormGradConfigs: KernelConfig[] = cpuAndWasmConfigs(BATCH_NORM
   const channels = dy.shape[3];
   if (dy.shape.length !== 4 || String(dy.shape) !== String(xhat.shape) || scale.shape.length !== 1 || scale.shape[0] !== channels) {
     throw new Error(`${BATCH_NORM_GRAD}: need dy and xhat of one NHWC shape and scale [C], got [${dy.shape}], [${xhat.shape}], [${scale.shape}]`);
+  }
+  if (backendName === 'wasm' && fitsSimdPasses(dy)) {
+    requireFloat32(dy, 'dy');
+    requireFloat32(xhat, 'xhat');
+    requireFloat32(scale, 'scale');
+    const wasm = backend as WasmBackend;
+    const [dx, dgamma, dbeta] = [dy.shape, [channels], [channels]].map((shape) => wasm.makeOutput(shape, 'float32'));
+    // Views after the allocations (they may grow the heap).
+    const view = (t: TensorInfo) => heapF32(wasm, t);
+    const {offset, slope} = batchNormSums(view(dy), view(xhat), view(scale), view(dgamma), view(dbeta));
+    simdInputGradient(wasm, dy, xhat, dx, Float64Array.from(view(scale)), offset, slope);
+    return [dx, dgamma, dbeta];
   }
   return runF32Kernel(backendName, backend, [dy, xhat, scale], [dy.shape, [channels], [channels]],
     ([d, xh, s], [dx, dgamma, dbeta]) => batchNormBackward(d, xh, s, dx, dgamma, dbeta));
