@@ -11,7 +11,7 @@
  * so every machine gives the same bits.
  */
 
-import {F32, get, I32, i32const, op, section, set, splat32, uleb, V128, vec, name} from '../util/wasm-assembler.js';
+import {BR_IF_LOOP, END, F32, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec, webAssembly} from '../util/wasm-assembler.js';
 
 /** Locals of every function: parameters first (fixed per function), then these v128 temporaries. */
 interface Temps {
@@ -64,13 +64,13 @@ function decode4(t: Temps, count: boolean): number[] {
 
 /** The four lanes of acc summed (overflow count). */
 function sumAcc(t: Temps): number[] {
-  return [...get(t.acc), ...op.extractLane(0), ...get(t.acc), ...op.extractLane(1), 0x6a, ...get(t.acc), ...op.extractLane(2), 0x6a, ...get(t.acc), ...op.extractLane(3), 0x6a];
+  return [...get(t.acc), ...op.extractLane(0), ...get(t.acc), ...op.extractLane(1), i32.add, ...get(t.acc), ...op.extractLane(2), i32.add, ...get(t.acc), ...op.extractLane(3), i32.add];
 }
 
 /** loop { body; ptrs += steps; n -= 8; } while n > 0 (n a positive multiple of 8). */
 function loop8(n: number, body: number[], advance: Array<[number, number]>): number[] {
-  const bump = advance.flatMap(([local, bytes]) => [...get(local), ...i32const(bytes), 0x6a, ...set(local)]);
-  return [0x03, 0x40, ...body, ...bump, ...get(n), ...i32const(8), 0x6b, 0x22, ...uleb(n), ...i32const(0), 0x4a, 0x0d, 0x00, 0x0b];
+  const bump = advance.flatMap(([local, bytes]) => [...get(local), ...i32const(bytes), i32.add, ...set(local)]);
+  return [...LOOP, ...body, ...bump, ...get(n), ...i32const(8), i32.sub, i32.tee, n, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END];
 }
 
 const TEMP_COUNT = 9;
@@ -104,8 +104,7 @@ function accumulateBody(): number[] {
 }
 
 function func(body: number[]): number[] {
-  const code = [...vec([[...uleb(TEMP_COUNT), V128]]), ...body, 0x0b];
-  return [...uleb(code.length), ...code];
+  return functionCode([[TEMP_COUNT, V128]], body);
 }
 
 function assemble(): Uint8Array {
@@ -113,14 +112,13 @@ function assemble(): Uint8Array {
     [0x60, ...vec([[I32], [I32], [I32], [F32]]), ...vec([[I32]])], // encode, accumulate
     [0x60, ...vec([[I32], [I32], [I32]]), ...vec([[I32]])], // decode
   ];
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(3, vec([[0], [1], [0]])),
-    ...section(5, vec([[0x00, 1]])),
-    ...section(7, vec([[...name('encode'), 0x00, 0], [...name('decode'), 0x00, 1], [...name('accumulate'), 0x00, 2], [...name('memory'), 0x02, 0]])),
-    ...section(10, vec([func(encodeBody()), func(decodeBody()), func(accumulateBody())])),
-  ]);
+  return moduleBytes(
+    section(1, vec(types)),
+    section(3, vec([[0], [1], [0]])),
+    section(5, vec([[0x00, 1]])),
+    section(7, vec([[...name('encode'), 0x00, 0], [...name('decode'), 0x00, 1], [...name('accumulate'), 0x00, 2], [...name('memory'), 0x02, 0]])),
+    section(10, vec([func(encodeBody()), func(decodeBody()), func(accumulateBody())])),
+  );
 }
 
 interface Exports {
@@ -130,10 +128,8 @@ interface Exports {
   memory: {buffer: ArrayBuffer; grow(pages: number): number};
 }
 
-/** The global WebAssembly object (this project's TypeScript libs do not declare it). */
-const wasm = (globalThis as unknown as {WebAssembly: {Module: new (bytes: Uint8Array) => object; Instance: new (module: object) => {exports: unknown}}}).WebAssembly;
 const PAGE = 65536;
-const exports = new wasm.Instance(new wasm.Module(assemble())).exports as Exports;
+const exports = new webAssembly.Instance(new webAssembly.Module(assemble())).exports as Exports;
 
 /**
  * Room for n values (rounded up to 8: the kernels work 8 at a time, the padding zeroed) as a

@@ -80,3 +80,19 @@ export function section(id: number, body: number[]): number[] {
 }
 export const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 export const name = (s: string) => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
+
+/** A function's entry in the code section: its size, its locals ([count, type] runs), the body, end. */
+export function functionCode(locals: number[][], body: number[]): number[] {
+  const code = [...vec(locals), ...body, END];
+  return [...uleb(code.length), ...code];
+}
+
+/** The module: magic, version 1, then the sections in id order. */
+export function moduleBytes(...sections: number[][]): Uint8Array {
+  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...sections.flat()]);
+}
+
+/** The global WebAssembly object (this project's TypeScript libs do not declare it). */
+export const webAssembly = (globalThis as unknown as {
+  WebAssembly: {Module: new (bytes: Uint8Array) => object; Instance: new (module: object, imports?: object) => {exports: unknown}};
+}).WebAssembly;

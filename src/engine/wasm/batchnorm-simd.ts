@@ -13,7 +13,7 @@
  */
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, get, I32, i32, i32const, LOOP, name, op, section, set, uleb, V128, vec} from '../../util/wasm-assembler.js';
+import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec, webAssembly} from '../../util/wasm-assembler.js';
 import {disposeInfos, heapF32, requireFloat32} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
@@ -28,8 +28,7 @@ function rowLoop(rows: number, channelBytes: number, p: number, streams: number[
   const advance = streams.flatMap((local) => [...get(local), ...i32const(16), i32.add, ...set(local)]);
   const columns = [...LOOP, ...body, ...advance, ...get(p), ...i32const(16), i32.add, i32.tee, p, ...get(channelBytes), i32.ltS, ...BR_IF_LOOP, END];
   const loops = [...LOOP, ...i32const(0), ...set(p), ...columns, ...get(rows), ...i32const(1), i32.sub, i32.tee, rows, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END];
-  const code = [...vec(locals), ...loops, END];
-  return [...uleb(code.length), ...code];
+  return functionCode(locals, loops);
 }
 
 /** forward(x, y, xhat, scale, shift, mean, invStd, rows, channelBytes); locals p, v. */
@@ -64,15 +63,14 @@ function inputGradientCode(): number[] {
 
 function assemble(): Uint8Array {
   const signature = (params: number) => [0x60, ...vec(Array.from({length: params}, () => [I32])), ...vec([])];
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([signature(9), signature(8)])),
+  return moduleBytes(
+    section(1, vec([signature(9), signature(8)])),
     // import env.memory: a memory of at least 0 pages, no maximum
-    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vec([[0], [1]])),
-    ...section(7, vec([[...name('forward'), 0x00, 0], [...name('inputGradient'), 0x00, 1]])),
-    ...section(10, vec([forwardCode(), inputGradientCode()])),
-  ]);
+    section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
+    section(3, vec([[0], [1]])),
+    section(7, vec([[...name('forward'), 0x00, 0], [...name('inputGradient'), 0x00, 1]])),
+    section(10, vec([forwardCode(), inputGradientCode()])),
+  );
 }
 
 interface Exports {
@@ -80,8 +78,6 @@ interface Exports {
   inputGradient(dy: number, xhat: number, dx: number, a: number, o: number, b: number, rows: number, channelBytes: number): void;
 }
 
-/** The global WebAssembly object (this project's TypeScript libs do not declare it). */
-const wasm = (globalThis as unknown as {WebAssembly: {Module: new (bytes: Uint8Array) => object; Instance: new (module: object, imports: object) => {exports: Exports}}}).WebAssembly;
 let compiled: object | undefined;
 /** One instance per tfjs-wasm memory (a backend re-created after tf.removeBackend has a new one). */
 const instances = new WeakMap<object, Exports>();
@@ -90,8 +86,8 @@ function kernelsFor(backend: WasmBackend): Exports {
   const memory = (backend as unknown as {wasm: {asm: {memory: object}}}).wasm.asm.memory;
   let exports = instances.get(memory);
   if (exports === undefined) {
-    compiled ??= new wasm.Module(assemble());
-    exports = new wasm.Instance(compiled, {env: {memory}}).exports;
+    compiled ??= new webAssembly.Module(assemble());
+    exports = new webAssembly.Instance(compiled, {env: {memory}}).exports as Exports;
     instances.set(memory, exports);
   }
   return exports;
