@@ -32,6 +32,11 @@ function swapKernels(exactConfigs: KernelConfig[], precision: Precision): void {
   }
 }
 
+/** Whether `precision exact` exists on this backend (tensorflow runs only its own kernels). */
+export function hasExactKernels(backend: BackendName): boolean {
+  return backend !== 'tensorflow';
+}
+
 /** Applies `precision` to the (already initialised) backend; returns what it means there, for the start line. */
 export function applyPrecision(backend: BackendName, precision: Precision): string {
   if (backend === 'wasm') {
@@ -43,7 +48,7 @@ export function applyPrecision(backend: BackendName, precision: Precision): stri
     return precision === 'exact' ? 'exact (double-float sums in every convolution and in BatchNorm moments, direct WGSL loops: for verification, not speed)' : "fast (webgpu's own kernels)";
   }
   if (backend === 'cpu') return 'exact (the cpu backend always sums convolutions in float64)';
-  if (precision === 'exact') {
+  if (precision === 'exact' && !hasExactKernels(backend)) {
     throw new UserError(`--precision exact needs the wasm, webgpu or cpu backend; ${backend} runs only its own kernels`, {exitCode: ExitCode.usage, suggestion: 'add --backend wasm (or webgpu, cpu), or drop --precision exact'});
   }
   return `fast (${backend}'s own kernels)`;

@@ -5,7 +5,7 @@ import {ExitCode} from '../../cli/errors.js';
 import {backendFlag} from '../../cli/flags.js';
 import {formatTable} from '../../cli/table.js';
 import {type BackendChoice, describeBackend, initBackend} from '../../engine/backend.js';
-import {applyPrecision, type Precision, PRECISIONS} from '../../engine/precision.js';
+import {applyPrecision, hasExactKernels, type Precision, PRECISIONS} from '../../engine/precision.js';
 import {readSafetensors} from '../../model/safetensors.js';
 import {type VerifyReport, verifyReference} from '../../model/verify.js';
 
@@ -33,7 +33,7 @@ By default the check runs with exact sums (--precision exact) wherever the backe
     const {args, flags} = await this.parse(ModelVerifyCommand);
     const fixture = await readSafetensors(args.file);
     const backend = await initBackend(flags.backend as BackendChoice);
-    const precision = (flags.precision ?? (backend.name === 'tensorflow' ? 'fast' : 'exact')) as Precision;
+    const precision = (flags.precision ?? (hasExactKernels(backend.name) ? 'exact' : 'fast')) as Precision;
     this.progress(`dtrain: ${describeBackend(backend)}; precision ${applyPrecision(backend.name, precision)}`);
     const report = await verifyReference(fixture, args.file);
     const result = {...report, backend: backend.name, device: backend.device, precision};
