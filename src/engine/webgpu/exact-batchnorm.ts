@@ -8,25 +8,19 @@
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {BATCH_MOMENTS} from '../wasm/batch-moments.js';
-import {requireFloat32} from '../wasm/kernel-utils.js';
+import {type KernelArgs, requireFloat32} from '../wasm/kernel-utils.js';
 import {DOUBLE_FLOAT_WGSL, ZERO_UNIFORM} from './double-float.js';
-import type {WebGpuBackend, WebGpuProgram} from './program.js';
-
-const WORKGROUP = 64;
+import {flatProgram, type WebGpuBackend, type WebGpuProgram} from './program.js';
 
 /** Which moment one program computes: the mean, or the biased variance about the exact mean. */
 type Moment = 'mean' | 'variance';
 
 function momentProgram(moment: Moment, channels: number): WebGpuProgram {
-  return {
+  return flatProgram({
     variableNames: ['x'],
     outputShape: [channels],
     shaderKey: `dtrainExactMoment_${moment}`,
-    size: true,
     uniforms: 'rows : i32, zero : u32,',
-    workgroupSize: [WORKGROUP, 1, 1],
-    dispatchLayout: {x: [0]},
-    dispatch: [Math.ceil(channels / WORKGROUP), 1, 1],
     getUserCode: () => `
       ${DOUBLE_FLOAT_WGSL}
       fn main(c : i32) {
@@ -54,10 +48,10 @@ function momentProgram(moment: Moment, channels: number): WebGpuProgram {
         }
         setOutputAtIndex(c, (squares.x + squares.y) / rows);`}
       }`,
-  };
+  });
 }
 
-function batchMoments({inputs, backend}: {inputs: Record<string, TensorInfo>; backend: unknown}): TensorInfo[] {
+function batchMoments({inputs, backend}: KernelArgs): TensorInfo[] {
   const {x} = inputs;
   requireFloat32(x, 'x');
   if (x.shape.length !== 4) throw new Error(`${BATCH_MOMENTS}: x must be rank 4 (NHWC), got shape [${x.shape}]`);

@@ -16,15 +16,14 @@ import {
 } from '@tensorflow/tfjs-core';
 import type {Conv2DAttrs, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {convGeometry, type ConvGeometry, requireFloat32} from '../wasm/kernel-utils.js';
+import {convGeometry, type ConvGeometry, type KernelArgs, requireFloat32} from '../wasm/kernel-utils.js';
 import {DOUBLE_FLOAT_WGSL, ZERO_UNIFORM} from './double-float.js';
-import type {WebGpuBackend, WebGpuProgram} from './program.js';
+import {flatProgram, type WebGpuBackend, type WebGpuProgram} from './program.js';
 
 /** Which sum an output element is: y from (x, W), dx from (dy, W), dW from (x, dy). */
 type Pass = 'forward' | 'inputGrad' | 'filterGrad';
 
 const INPUTS: Record<Pass, [string, string]> = {forward: ['x', 'W'], inputGrad: ['dy', 'W'], filterGrad: ['x', 'dy']};
-const WORKGROUP = 64;
 
 /** Index helpers shared by every pass: NHWC x / dy and the [kH, kW, inC, outC / mul] filter. */
 const GEOMETRY_WGSL = `
@@ -119,17 +118,11 @@ function passBody(pass: Pass): string {
 }
 
 function exactConvProgram(pass: Pass, depthwise: boolean, outputShape: number[]): WebGpuProgram {
-  const size = outputShape.reduce((a, b) => a * b, 1);
-  return {
+  return flatProgram({
     variableNames: INPUTS[pass],
     outputShape,
     shaderKey: `dtrainExactConv_${pass}_${depthwise}`,
-    size: true,
     uniforms: 'inDims : vec4<i32>, outDims : vec4<i32>, filterDims : vec4<i32>, padMul : vec4<i32>, zero : u32,',
-    workgroupSize: [WORKGROUP, 1, 1],
-    dispatchLayout: {x: outputShape.map((_, i) => i)},
-    // tfjs spreads a dispatch over y and z when x exceeds the device's limit.
-    dispatch: [Math.ceil(size / WORKGROUP), 1, 1],
     getUserCode: () => `
       const DEPTHWISE = ${depthwise};
       ${DOUBLE_FLOAT_WGSL}
@@ -140,7 +133,7 @@ function exactConvProgram(pass: Pass, depthwise: boolean, outputShape: number[])
         ${passBody(pass)}
         setOutputAtIndex(index, acc.x + acc.y);
       }`,
-  };
+  });
 }
 
 function geometryUniforms(g: ConvGeometry): Array<{type: string; data: number[]}> {
@@ -181,10 +174,10 @@ function outputShapeOf(pass: Pass, depthwise: boolean, g: ConvGeometry): number[
 }
 
 function exactConvConfig(kernelName: string, pass: Pass, depthwise: boolean): KernelConfig {
-  const kernelFunc = ({inputs, backend, attrs}: {inputs: Record<string, TensorInfo>; backend: unknown; attrs: NamedAttrMap}) => {
+  const kernelFunc = ({inputs, backend, attrs}: KernelArgs) => {
     const ordered = INPUTS[pass].map((name) => inputs[name === 'W' ? 'filter' : name]);
     ordered.forEach((info, i) => requireFloat32(info, INPUTS[pass][i]));
-    const g = geometryOf(pass, depthwise, ordered, attrs);
+    const g = geometryOf(pass, depthwise, ordered, attrs!);
     const program = exactConvProgram(pass, depthwise, outputShapeOf(pass, depthwise, g));
     return (backend as WebGpuBackend).runWebGPUProgram(program, ordered, 'float32', geometryUniforms(g));
   };

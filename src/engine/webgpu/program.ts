@@ -17,6 +17,17 @@ export interface WebGpuProgram {
   getUserCode(): string;
 }
 
+const WORKGROUP = 64;
+
+/**
+ * A program with one invocation per output element (tfjs calls `main(index)`, 64 to a workgroup;
+ * it spreads the dispatch over y and z when x exceeds the device's limit).
+ */
+export function flatProgram(p: Pick<WebGpuProgram, 'variableNames' | 'outputShape' | 'shaderKey' | 'uniforms' | 'getUserCode'>): WebGpuProgram {
+  const size = p.outputShape.reduce((a, b) => a * b, 1);
+  return {...p, size: true, workgroupSize: [WORKGROUP, 1, 1], dispatchLayout: {x: p.outputShape.map((_, i) => i)}, dispatch: [Math.ceil(size / WORKGROUP), 1, 1]};
+}
+
 export interface WebGpuBackend {
   runWebGPUProgram(program: WebGpuProgram, inputs: TensorInfo[], outputDtype: 'float32', uniforms: Array<{type: string; data: number[]}>): TensorInfo;
 }
