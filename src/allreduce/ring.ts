@@ -323,7 +323,8 @@ export class RingAllReduce {
   /** How payloads are made and taken apart for one call (a fresh one per call: fp16 counts its overflows). */
   private codec(compression: Compression, divisor: number, data: Float32Array): Codec {
     if (compression === 'fp16') return new HalfCodec(divisor);
-    if (this.partialBytes === 8 && this.partialScratch.length < data.length) this.partialScratch = new Float64Array(data.length);
+    // With 2 ranks reduce-scatter has only step 0 and float64 sums are never made (see ExactCodec).
+    if (this.partialBytes === 8 && this.position.worldSize > 2 && this.partialScratch.length < data.length) this.partialScratch = new Float64Array(data.length);
     return new ExactCodec(this.partialBytes, divisor, this.partialScratch, data);
   }
 
