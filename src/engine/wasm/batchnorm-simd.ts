@@ -93,6 +93,11 @@ function kernelsFor(backend: WasmBackend): Exports {
   return exports;
 }
 
+/** A tensor's byte address in the wasm heap (stable across heap growth, unlike a view). */
+function heapAddress(backend: WasmBackend, t: TensorInfo): number {
+  return heapF32(backend, t).byteOffset;
+}
+
 /** Whether the SIMD passes apply: NHWC float32 with a channel count the 4-lane loop covers exactly. */
 export function fitsSimdPasses(x: TensorInfo): boolean {
   return x.shape.length === 4 && x.shape[3] % 4 === 0 && x.shape[3] > 0 && x.shape[0] * x.shape[1] * x.shape[2] > 0;
@@ -109,7 +114,7 @@ function batchNormForward({inputs, backend}: KernelArgs): TensorInfo[] {
   const y = b.makeOutput(x.shape, 'float32');
   const xhat = b.makeOutput(x.shape, 'float32');
   // Byte addresses after the allocations (which may grow the heap).
-  const at = (t: TensorInfo) => heapF32(b, t).byteOffset;
+  const at = (t: TensorInfo) => heapAddress(b, t);
   kernelsFor(b).forward(at(x), at(y), at(xhat), at(scale), at(shift), at(mean), at(invStd), x.shape[0] * x.shape[1] * x.shape[2], channels * 4);
   return [y, xhat];
 }
@@ -132,7 +137,7 @@ export function simdInputGradient(backend: WasmBackend, dy: TensorInfo, xhat: Te
     factors.set(a);
     factors.set(o, channels);
     factors.set(b, 2 * channels);
-    const at = (t: TensorInfo) => heapF32(backend, t).byteOffset;
+    const at = (t: TensorInfo) => heapAddress(backend, t);
     kernelsFor(backend).inputGradient(at(dy), at(xhat), at(dx), base, base + 8 * channels, base + 16 * channels, dy.shape[0] * dy.shape[1] * dy.shape[2], channels * 4);
   } finally {
     disposeInfos(backend, [scratch]);
