@@ -1,7 +1,7 @@
 /**
  * Just enough of a WebAssembly assembler to write small SIMD kernels in TypeScript, byte by byte,
  * with no toolchain: LEB128 immediates, the instructions dtrain's kernels use, module sections.
- * Users: src/allreduce/fp16-simd.ts (float32 ↔ half), src/engine/wasm/batchnorm-simd.ts.
+ * Users: src/allreduce/fp16-simd.ts (float32 ↔ half), src/engine/wasm/batchnorm-simd.ts, src/engine/wasm/gemm-simd.ts.
  */
 
 export const V128 = 0x7b;
@@ -42,6 +42,8 @@ export const memarg = (offset: number, align: number) => [...uleb(align), ...ule
 export const op = {
   load: (offset = 0) => simd(0x00, ...memarg(offset, 4)),
   load16x4u: (offset = 0) => simd(0x04, ...memarg(offset, 3)),
+  /** v128.load32_splat: one float32 (or i32) from memory in all four lanes. */
+  load32splat: (offset = 0) => simd(0x09, ...memarg(offset, 2)),
   store: (offset = 0) => simd(0x0b, ...memarg(offset, 4)),
   f32splat: simd(0x13),
   extractLane: (lane: number) => simd(0x1b, lane),
@@ -65,12 +67,13 @@ export const op = {
   shuffle: (lanes: number[]) => simd(0x0d, ...lanes),
   demote: simd(0x5e), // f32x4.demote_f64x2_zero
   promoteLow: simd(0x5f), // f64x2.promote_low_f32x4
+  dadd: simd(0xf0),
   dsub: simd(0xf1),
   dmul: simd(0xf2),
 };
 
 /** Scalar i32 instructions and control flow the kernels' loops use. */
-export const i32 = {add: 0x6a, sub: 0x6b, ltS: 0x48, gtS: 0x4a, tee: 0x22};
+export const i32 = {add: 0x6a, sub: 0x6b, mul: 0x6c, shl: 0x74, ltS: 0x48, gtS: 0x4a, tee: 0x22, select: 0x1b};
 export const LOOP = [0x03, 0x40];
 export const BR_IF_LOOP = [0x0d, 0x00];
 export const END = 0x0b;

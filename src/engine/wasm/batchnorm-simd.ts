@@ -13,8 +13,8 @@
  */
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec, webAssembly} from '../../util/wasm-assembler.js';
-import {disposeInfos, heapF32, requireFloat32} from './kernel-utils.js';
+import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
+import {disposeInfos, heapAddress, heapF32, heapKernels, requireFloat32} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
 export const BATCH_NORM_FORWARD = 'DtrainBatchNormForward';
@@ -78,25 +78,7 @@ interface Exports {
   inputGradient(dy: number, xhat: number, dx: number, a: number, o: number, b: number, rows: number, channelBytes: number): void;
 }
 
-let compiled: object | undefined;
-/** One instance per tfjs-wasm memory (a backend re-created after tf.removeBackend has a new one). */
-const instances = new WeakMap<object, Exports>();
-
-function kernelsFor(backend: WasmBackend): Exports {
-  const memory = (backend as unknown as {wasm: {asm: {memory: object}}}).wasm.asm.memory;
-  let exports = instances.get(memory);
-  if (exports === undefined) {
-    compiled ??= new webAssembly.Module(assemble());
-    exports = new webAssembly.Instance(compiled, {env: {memory}}).exports as Exports;
-    instances.set(memory, exports);
-  }
-  return exports;
-}
-
-/** A tensor's byte address in the wasm heap (stable across heap growth, unlike a view). */
-function heapAddress(backend: WasmBackend, t: TensorInfo): number {
-  return heapF32(backend, t).byteOffset;
-}
+const kernelsFor = (backend: WasmBackend) => heapKernels<Exports>(backend, 'batchnorm-simd', assemble);
 
 /** Whether the SIMD passes apply: NHWC float32 with a channel count the 4-lane loop covers exactly. */
 export function fitsSimdPasses(x: TensorInfo): boolean {

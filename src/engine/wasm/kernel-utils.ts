@@ -5,6 +5,8 @@
 import {backend_util, getKernel, registerKernel, unregisterKernel} from '@tensorflow/tfjs-core';
 import type {DataId, DataType, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+import {webAssembly} from '../../util/wasm-assembler.js';
+
 /** The part of tfjs-backend-wasm's BackendWasm these kernels use (its typings pull in emscripten's). */
 export interface WasmBackend extends KernelBackend {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
@@ -29,6 +31,33 @@ export function requireFloat32(info: TensorInfo, what: string): void {
  */
 export function heapF32(backend: WasmBackend, info: TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(info) as Float32Array;
+}
+
+/** A tensor's byte address in the wasm heap (stable across heap growth, unlike a view). */
+export function heapAddress(backend: WasmBackend, info: TensorInfo): number {
+  return heapF32(backend, info).byteOffset;
+}
+
+const compiledModules = new Map<string, object>();
+/** One instance per module and tfjs-wasm memory (a backend re-created after tf.removeBackend has a new one). */
+const heapInstances = new WeakMap<object, Map<string, unknown>>();
+
+/**
+ * The exports of a WebAssembly module (assembled once by `assemble`) that imports tfjs-wasm's own
+ * memory as env.memory, so its functions work on tensors in place, at their heap addresses.
+ */
+export function heapKernels<E>(backend: WasmBackend, key: string, assemble: () => Uint8Array): E {
+  const memory = (backend as unknown as {wasm: {asm: {memory: object}}}).wasm.asm.memory;
+  let perMemory = heapInstances.get(memory);
+  if (perMemory === undefined) heapInstances.set(memory, (perMemory = new Map()));
+  let exports = perMemory.get(key) as E | undefined;
+  if (exports === undefined) {
+    let compiled = compiledModules.get(key);
+    if (compiled === undefined) compiledModules.set(key, (compiled = new webAssembly.Module(assemble())));
+    exports = new webAssembly.Instance(compiled, {env: {memory}}).exports as E;
+    perMemory.set(key, exports);
+  }
+  return exports;
 }
 
 /** Frees intermediate tensors made inside a kernel (the engine does not know about them). */
