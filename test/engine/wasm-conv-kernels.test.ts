@@ -57,6 +57,8 @@ const convCases: ConvCase[] = [
   {name: '1x1 pad 0, batch 3, 9x11, 7->260 (pointwise, chunked both ways)', x: [3, 9, 11, 7], filter: [1, 1, 7, 260], strides: 1, pad: 0},
   {name: '1x1 same, batch 4, 16x16, 48->48 (model-like)', x: [4, 16, 16, 48], filter: [1, 1, 48, 48], strides: 1, pad: 'same'},
   {name: '1x1 valid, batch 2, 19x17, 13->20 (SIMD dW: edge rows and columns, 3 pixel blocks)', x: [2, 19, 17, 13], filter: [1, 1, 13, 20], strides: 1, pad: 'valid'},
+  {name: '1x1 valid, batch 3, 9x5, 20->13 (SIMD dX, one chunk: edge rows and columns)', x: [3, 9, 5, 20], filter: [1, 1, 20, 13], strides: 1, pad: 'valid'},
+  {name: '1x1 valid, batch 2, 9x7, 12->300 (SIMD dX, 2 chunks: edge rows and columns)', x: [2, 9, 7, 12], filter: [1, 1, 12, 300], strides: 1, pad: 'valid'},
   {name: '3x3 pad 1, batch 5, 32x32, 3->24 (first conv, 2 patch blocks)', x: [5, 32, 32, 3], filter: [3, 3, 3, 24], strides: 1, pad: 1},
   {name: '3x3 pad 1, batch 1, 7x5, 3->4 (first conv)', x: [1, 7, 5, 3], filter: [3, 3, 3, 4], strides: 1, pad: 1},
   {name: '3x3 pad 1, batch 2, 32x32, 3->24 (first conv, chunked)', x: [2, 32, 32, 3], filter: [3, 3, 3, 24], strides: 1, pad: 1},

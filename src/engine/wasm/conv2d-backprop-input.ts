@@ -1,12 +1,14 @@
 /**
  * A faster Conv2DBackpropInput for tfjs-backend-wasm's 1×1 stride-1 convs: wasm's own kernel is a
- * plain C loop (~10× slower than XNNPACK there), so dX = dY · Wᵀ goes through wasm's BatchMatMul,
- * summing chunks of the Cout reduction in float64. Every other conv delegates to wasm's kernel.
+ * plain C loop (~10× slower than XNNPACK there), so dX = dY · Wᵀ is a matrix product: dtrain's SIMD
+ * one (gemm-simd.ts) where Cin is a multiple of 4, else wasm's BatchMatMul; either sums chunks of
+ * the Cout reduction in float64. Every other conv delegates to wasm's kernel.
  */
 import {backend_util, Conv2DBackpropInput} from '@tensorflow/tfjs-core';
 import type {Conv2DBackpropInputAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {chunkedMatMul, convGeometry, heapF32, isPointwise} from './kernel-utils.js';
+import {matMulNN} from './gemm-simd.js';
+import {chunkedMatMul, convGeometry, disposeInfos, heapF32, isPointwise} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
 /** dX for a pointwise conv, or undefined when the conv is not one (or not float32 NHWC). */
@@ -21,6 +23,18 @@ function pointwiseBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>): Ten
   if (!isPointwise(g)) return undefined;
   const pixels = g.batch * g.inH * g.inW;
   const {inC, outC} = g;
+  if (inC % 4 === 0) {
+    // Wᵀ [Cout, Cin] as B, the one copy: W is [1, 1, Cin, Cout], so Wᵀ[co][ci] = W[ci·Cout + co].
+    const wt = backend.makeOutput([outC, inC], 'float32');
+    try {
+      const w = heapF32(backend, filter);
+      const dst = heapF32(backend, wt);
+      for (let ci = 0; ci < inC; ci++) for (let co = 0; co < outC; co++) dst[co * inC + ci] = w[ci * outC + co];
+      return matMulNN(backend, dy, wt, pixels, outC, inC, info.inShape);
+    } finally {
+      disposeInfos(backend, [wt]);
+    }
+  }
   return chunkedMatMul(backend, info.inShape, pixels, outC, inC, {
     wholeA: dy,
     // dY columns k0..k0+count of every pixel row.

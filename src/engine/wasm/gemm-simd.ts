@@ -1,14 +1,20 @@
 /**
- * A conv's filter gradient, dW = patchesᵀ·dY (patches [P, kH·kW·Cin], dY [P, Cout], P = N·H·W),
- * in WebAssembly SIMD on the tensors where they lie in tfjs-wasm's heap. Through XNNPACK this
- * product needs patchesᵀ copied out in JS and dY packed per call, and its M = Cin rows are few:
- * measured 6–23 GFLOP/s on 1×1 convs against 26–30 for their forward. Here dW is a sum of P outer
- * products, each patch row broadcast lane by lane against dY's row, so neither operand is
- * transposed (and for a 1×1 stride-1 conv, x is the patch matrix: nothing is copied at all).
+ * The two products of a conv's backward that XNNPACK serves badly, in WebAssembly SIMD on the
+ * tensors where they lie in tfjs-wasm's heap (a module that imports its memory):
  *
- * A tile of 4 rows × 8 columns of dW keeps its 8 accumulators in registers while P runs. Like
- * chunkedMatMul, the sum runs in float32 over blocks of GEMM_CHUNK pixels whose partial sums are
- * added in float64, then rounded once: the same error behaviour as the XNNPACK path.
+ * - tn, C = Aᵀ·B — the filter gradient dW = patchesᵀ·dY (patches [P, kH·kW·Cin], dY [P, Cout],
+ *   P = N·H·W). Through XNNPACK it needs patchesᵀ copied out in JS and dY packed per call, and its
+ *   M = Cin rows are few: measured 6–23 GFLOP/s on 1×1 convs against 26–30 for their forward. Here
+ *   dW is a sum of P outer products, each patch row broadcast lane by lane against dY's row, so
+ *   neither operand is transposed (for a 1×1 stride-1 conv x is the patch matrix: no copy at all).
+ * - nn, C = A·B — the input gradient of a 1×1 conv, dX = dY·Wᵀ, where the sum over Cout is
+ *   chunked: through XNNPACK each chunk of dY's columns was copied out first (10–20 GFLOP/s on
+ *   the wide layers); here the chunks are ranges of the same loop, on dY in place.
+ *
+ * A tile of 4 rows × 8 columns of C keeps its 8 float32x4 sums in registers while the terms run.
+ * As in chunkedMatMul, the sums run in float32 over at most GEMM_CHUNK terms, and chunks' partial
+ * sums are added in float64, then rounded once: XNNPACK's error behaviour, the same bits where one
+ * chunk covers the sum (both add the terms in order).
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
@@ -16,72 +22,118 @@ import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleByte
 import {disposeInfos, GEMM_CHUNK, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
 import type {WasmBackend} from './kernel-utils.js';
 
-/** Tile shapes: rows of dW × 4-lane vectors of columns (the last three cover the edges). */
+/** Tile shapes: rows × 4-lane vectors of columns of the result (the last three cover the edges). */
 const TILES = [[4, 2], [4, 1], [1, 2], [1, 1]] as const;
-type TileName = `tile${(typeof TILES)[number][0]}x${(typeof TILES)[number][1]}`;
-const tileName = (rows: number, vectors: number) => `tile${rows}x${vectors}` as TileName;
+/** How a tile's float32 sums leave the registers: added into float64 sums, or stored as the result. */
+const FLUSHES = ['acc', 'store'] as const;
+type Flush = (typeof FLUSHES)[number];
+type KernelName = `${'tn' | 'nn'}${(typeof TILES)[number][0]}x${(typeof TILES)[number][1]}${Flush}`;
+const kernelName = (form: 'tn' | 'nn', R: number, V: number, flush: Flush) => `${form}${R}x${V}${flush}` as KernelName;
+
+/** Every kernel's parameters (i32): operands, the range of the sum, strides in bytes, the tiles' range. */
+const [A, B, C, FROM, COUNT, A_STRIDE, B_STRIDE, ROW_BEGIN, ROW_END, COL_BEGIN, COL_END] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const PARAMS = 11;
+/** i32 locals: the tile's row and column, the sum's counter, C's address, B's pointer, A's pointers. */
+const [TI, TJ, CNT, C_AT, BP, AP] = [11, 12, 13, 14, 15, 16];
+const I32_LOCALS = 5 + 4;
+const SUMS = PARAMS + I32_LOCALS; // R·V float32x4 sums, then V vectors of B and one broadcast A value
+
+const add = (local: number, ...value: number[]) => [...get(local), ...value, i32.add, ...set(local)];
+const loopWhileBelow = (counter: number, step: number, end: number, body: number[]) =>
+  [...LOOP, ...body, ...get(counter), ...i32const(step), i32.add, i32.tee, counter, ...get(end), i32.ltS, ...BR_IF_LOOP, END];
 
 /**
- * tile(x, dy, acc, pixels, chunk, xStride, yStride, rowBegin, rowEnd, colBegin, colEnd): for the
- * rows × columns of dW in range (rows a multiple of R, columns of 4V), adds Σ_p x[p, r]·dY[p, c] to
- * the float64 acc [Cin, Cout]. Strides in bytes; acc's row stride is 2·yStride.
+ * One tile: zero R·V sums, then for COUNT terms add a_r · B's V vectors (a_r broadcast by
+ * `loadA(r)`), `advance` moving the pointers to the next term; then `flush` the sums to C.
  */
-function tileCode(R: number, V: number): number[] {
-  const [x, dy, acc, pixels, chunk, xStride, yStride, rowBegin, rowEnd, colBegin, colEnd] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  const [pb, n, tj, ti, xp, yp, cnt, c] = [11, 12, 13, 14, 15, 16, 17, 18];
-  const sums = 19; // R·V float32x4 accumulators, then V columns of dY and one broadcast x value
-  const sum = (r: number, v: number) => sums + r * V + v;
-  const b = (v: number) => sums + R * V + v;
-  const a = sums + R * V + V;
-  const add = (local: number, ...value: number[]) => [...get(local), ...value, i32.add, ...set(local)];
-  const pixel = [
-    ...Array.from({length: V}, (_, v) => [...get(yp), ...op.load(16 * v), ...set(b(v))]).flat(),
+function tileBody(R: number, V: number, loadA: (r: number) => number[], advance: number[], flush: number[]): number[] {
+  const sum = (r: number, v: number) => SUMS + r * V + v;
+  const b = (v: number) => SUMS + R * V + v;
+  const a = SUMS + R * V + V;
+  const term = [
+    ...Array.from({length: V}, (_, v) => [...get(BP), ...op.load(16 * v), ...set(b(v))]).flat(),
     ...Array.from({length: R}, (_, r) => [
-      ...get(xp), ...op.load32splat(4 * r), ...set(a),
+      ...loadA(r), ...set(a),
       ...Array.from({length: V}, (_, v) => [...get(sum(r, v)), ...get(a), ...get(b(v)), ...op.fmul, ...op.fadd, ...set(sum(r, v))]).flat(),
     ]).flat(),
-    ...add(xp, ...get(xStride)),
-    ...add(yp, ...get(yStride)),
-    ...get(cnt), ...i32const(1), i32.sub, i32.tee, cnt, ...i32const(0), i32.gtS, ...BR_IF_LOOP,
+    ...advance,
+    ...get(CNT), ...i32const(1), i32.sub, i32.tee, CNT, ...i32const(0), i32.gtS, ...BR_IF_LOOP,
   ];
-  const upperToLower = op.shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
-  // acc[ti + r][tj + 4v + 2h …] += the float32 sums, two lanes at a time widened to float64.
-  const flush = Array.from({length: R}, (_, r) => [
-    ...get(acc), ...get(ti), ...i32const(r), i32.add, ...get(yStride), i32.mul, ...i32const(1), i32.shl, i32.add, ...get(tj), ...i32const(3), i32.shl, i32.add, ...set(c),
-    ...Array.from({length: V}, (_, v) => [0, 1].flatMap((h) => [
-      ...get(c), ...get(c), ...op.load(32 * v + 16 * h), ...get(sum(r, v)), ...(h === 1 ? [...get(sum(r, v)), ...upperToLower] : []), ...op.promoteLow, ...op.dadd, ...op.store(32 * v + 16 * h),
-    ])).flat(),
-  ]).flat();
-  const tile = [
-    ...Array.from({length: R * V}, (_, k) => [...splat32(0), ...set(sums + k)]).flat(),
-    ...get(x), ...get(pb), ...get(xStride), i32.mul, i32.add, ...get(ti), ...i32const(2), i32.shl, i32.add, ...set(xp),
-    ...get(dy), ...get(pb), ...get(yStride), i32.mul, i32.add, ...get(tj), ...i32const(2), i32.shl, i32.add, ...set(yp),
-    ...get(n), ...set(cnt),
-    ...LOOP, ...pixel, END,
+  return [
+    ...Array.from({length: R * V}, (_, k) => [...splat32(0), ...set(SUMS + k)]).flat(),
+    ...get(COUNT), ...set(CNT),
+    ...LOOP, ...term, END,
     ...flush,
   ];
-  const rowsLoop = [...get(rowBegin), ...set(ti), ...LOOP, ...tile, ...get(ti), ...i32const(R), i32.add, i32.tee, ti, ...get(rowEnd), i32.ltS, ...BR_IF_LOOP, END];
-  const colsLoop = [...get(colBegin), ...set(tj), ...LOOP, ...rowsLoop, ...get(tj), ...i32const(4 * V), i32.add, i32.tee, tj, ...get(colEnd), i32.ltS, ...BR_IF_LOOP, END];
-  const body = [
-    ...i32const(0), ...set(pb),
-    ...LOOP,
-    // n = min(chunk, pixels − pb)
-    ...get(pixels), ...get(pb), i32.sub, ...set(n), ...get(n), ...get(chunk), ...get(n), ...get(chunk), i32.ltS, i32.select, ...set(n),
-    ...colsLoop,
-    ...get(pb), ...get(chunk), i32.add, i32.tee, pb, ...get(pixels), i32.ltS, ...BR_IF_LOOP,
-    END,
-  ];
-  return functionCode([[8, I32], [R * V + V + 1, V128]], body);
 }
 
+/**
+ * The tile's sums into C at row `row(r)` (an i32 expression) and column TJ, C's rows `rowBytes`
+ * apart: 'acc' adds them into float64 sums two lanes at a time, 'store' writes them as float32.
+ */
+function flushCode(R: number, V: number, flush: Flush, row: (r: number) => number[], rowBytes: number[]): number[] {
+  const upperToLower = op.shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+  const sum = (r: number, v: number) => SUMS + r * V + v;
+  const width = flush === 'acc' ? 3 : 2; // log2 of an element's bytes in C
+  return Array.from({length: R}, (_, r) => [
+    ...get(C), ...row(r), ...rowBytes, i32.mul, i32.add, ...get(TJ), ...i32const(width), i32.shl, i32.add, ...set(C_AT),
+    ...Array.from({length: V}, (_, v) => flush === 'store'
+      ? [...get(C_AT), ...get(sum(r, v)), ...op.store(16 * v)]
+      : [0, 1].flatMap((h) => [
+          ...get(C_AT), ...get(C_AT), ...op.load(32 * v + 16 * h), ...get(sum(r, v)), ...(h === 1 ? [...get(sum(r, v)), ...upperToLower] : []), ...op.promoteLow, ...op.dadd, ...op.store(32 * v + 16 * h),
+        ])).flat(),
+  ]).flat();
+}
+
+/**
+ * tn: C[r, c] (+)= Σ_{p ∈ [FROM, FROM+COUNT)} A[p, r]·B[p, c] — A [·, M], B [·, N], C [M, N]: a
+ * sum of outer products (dW = xᵀ·dY). Tiles walk rows inside columns, so a column strip of B's
+ * block stays in L1 while the rows pass.
+ */
+function tnCode(R: number, V: number, flush: Flush): number[] {
+  const start = (base: number, stride: number, index: number) =>
+    [...get(base), ...get(FROM), ...get(stride), i32.mul, i32.add, ...get(index), ...i32const(2), i32.shl, i32.add];
+  const tile = [
+    ...start(A, A_STRIDE, TI), ...set(AP),
+    ...start(B, B_STRIDE, TJ), ...set(BP),
+    ...tileBody(R, V, (r) => [...get(AP), ...op.load32splat(4 * r)], [...add(AP, ...get(A_STRIDE)), ...add(BP, ...get(B_STRIDE))],
+      flushCode(R, V, flush, (r) => [...get(TI), ...i32const(r), i32.add], [...get(B_STRIDE), ...(flush === 'acc' ? [...i32const(1), i32.shl] : [])])),
+  ];
+  const body = [...get(COL_BEGIN), ...set(TJ), ...loopWhileBelow(TJ, 4 * V, COL_END, [...get(ROW_BEGIN), ...set(TI), ...loopWhileBelow(TI, R, ROW_END, tile)])];
+  return functionCode([[I32_LOCALS, I32], [R * V + V + 1, V128]], body);
+}
+
+/**
+ * nn: C[i, c] (+)= Σ_{k ∈ [FROM, FROM+COUNT)} A[i, k]·B[k, c] — A [M, K], B [K, N], C [M, N]: a
+ * plain product (dX = dY·Wᵀ). Tiles walk columns inside rows, so A's R rows stay in L1; each row
+ * has its own pointer.
+ */
+function nnCode(R: number, V: number, flush: Flush): number[] {
+  const ap = (r: number) => AP + r;
+  const tile = [
+    ...Array.from({length: R}, (_, r) => [...get(A), ...get(TI), ...i32const(r), i32.add, ...get(A_STRIDE), i32.mul, i32.add, ...get(FROM), ...i32const(2), i32.shl, i32.add, ...set(ap(r))]).flat(),
+    ...get(B), ...get(FROM), ...get(B_STRIDE), i32.mul, i32.add, ...get(TJ), ...i32const(2), i32.shl, i32.add, ...set(BP),
+    ...tileBody(R, V, (r) => [...get(ap(r)), ...op.load32splat()], [...Array.from({length: R}, (_, r) => add(ap(r), ...i32const(4))).flat(), ...add(BP, ...get(B_STRIDE))],
+      flushCode(R, V, flush, (r) => [...get(TI), ...i32const(r), i32.add], [...get(B_STRIDE), ...(flush === 'acc' ? [...i32const(1), i32.shl] : [])])),
+  ];
+  const body = [...get(ROW_BEGIN), ...set(TI), ...loopWhileBelow(TI, R, ROW_END, [...get(COL_BEGIN), ...set(TJ), ...loopWhileBelow(TJ, 4 * V, COL_END, tile)])];
+  return functionCode([[I32_LOCALS, I32], [R * V + V + 1, V128]], body);
+}
+
+// tn always adds into float64 sums (its terms are pixels, always many); nn stores where one chunk covers its terms.
+const KERNELS = [
+  ...TILES.map(([R, V]) => ({form: 'tn' as const, R, V, flush: 'acc' as const})),
+  ...TILES.flatMap(([R, V]) => FLUSHES.map((flush) => ({form: 'nn' as const, R, V, flush}))),
+];
+
 function assemble(): Uint8Array {
-  const signature = [0x60, ...vec(Array.from({length: 11}, () => [I32])), ...vec([])];
+  const signature = [0x60, ...vec(Array.from({length: PARAMS}, () => [I32])), ...vec([])];
   return moduleBytes(
     section(1, vec([signature])),
     section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    section(3, vec(TILES.map(() => [0]))),
-    section(7, vec(TILES.map(([R, V], i) => [...name(tileName(R, V)), 0x00, i]))),
-    section(10, vec(TILES.map(([R, V]) => tileCode(R, V)))),
+    section(3, vec(KERNELS.map(() => [0]))),
+    section(7, vec(KERNELS.map(({form, R, V, flush}, i) => [...name(kernelName(form, R, V, flush)), 0x00, i]))),
+    section(10, vec(KERNELS.map(({form, R, V, flush}) => (form === 'tn' ? tnCode : nnCode)(R, V, flush)))),
   );
 }
 
@@ -92,8 +144,63 @@ function assemble(): Uint8Array {
  */
 const ROW_BLOCK = 32;
 
-type Tile = (x: number, dy: number, acc: number, pixels: number, chunk: number, xStride: number, yStride: number, rowBegin: number, rowEnd: number, colBegin: number, colEnd: number) => void;
-type Exports = Record<TileName, Tile>;
+type Kernel = (a: number, b: number, c: number, from: number, count: number, aStride: number, bStride: number, rowBegin: number, rowEnd: number, colBegin: number, colEnd: number) => void;
+type Exports = Record<KernelName, Kernel>;
+
+/**
+ * Runs `form`'s kernels over rows × cols of C (cols a multiple of 4) for terms [from, from+count):
+ * 4×8 tiles, then the edge tiles; tn's rows in blocks of ROW_BLOCK.
+ */
+function runTiles(kernels: Exports, form: 'tn' | 'nn', flush: Flush, rows: number, cols: number, rowBlock: number, args: readonly [number, number, number, number, number, number, number]): void {
+  const rows4 = rows - (rows % 4);
+  const cols8 = cols - (cols % 8);
+  const run = (R: number, V: number, rowBegin: number, rowEnd: number, colBegin: number, colEnd: number) => {
+    if (rowBegin < rowEnd && colBegin < colEnd) kernels[kernelName(form, R, V, flush)](...args, rowBegin, rowEnd, colBegin, colEnd);
+  };
+  for (let r = 0; r < rows4; r += rowBlock) {
+    run(4, 2, r, Math.min(rows4, r + rowBlock), 0, cols8);
+    run(4, 1, r, Math.min(rows4, r + rowBlock), cols8, cols);
+  }
+  run(1, 2, rows4, rows, 0, cols8);
+  run(1, 1, rows4, rows, cols8, cols);
+}
+
+/** 8-byte aligned float64 sums [count], zeroed, in a float32 scratch tensor (dispose it after). */
+function float64Scratch(backend: WasmBackend, count: number): {scratch: TensorInfo; base: number} {
+  const scratch = backend.makeOutput([2 * count + 2], 'float32');
+  const base = Math.ceil(heapAddress(backend, scratch) / 8) * 8;
+  new Float64Array(heapF32(backend, scratch).buffer, base, count).fill(0);
+  return {scratch, base};
+}
+
+/** Rounds float64 sums [count] at `base` into `out` (views taken now: call after every allocation). */
+function roundInto(backend: WasmBackend, scratch: TensorInfo, base: number, out: TensorInfo, count: number): void {
+  heapF32(backend, out).set(new Float64Array(heapF32(backend, scratch).buffer, base, count));
+}
+
+/**
+ * out [rows, cols] (given `outShape`) = a·b for a [rows, inner] and b [inner, cols] at these heap
+ * byte addresses (cols a multiple of 4): float32 sums over GEMM_CHUNK terms, added in float64
+ * where there are more.
+ */
+export function matMulNN(backend: WasmBackend, a: TensorInfo, b: TensorInfo, rows: number, inner: number, cols: number, outShape: number[]): TensorInfo {
+  const kernels = heapKernels<Exports>(backend, 'gemm-simd', assemble);
+  const out = backend.makeOutput(outShape, 'float32');
+  if (inner <= GEMM_CHUNK) {
+    runTiles(kernels, 'nn', 'store', rows, cols, rows, [heapAddress(backend, a), heapAddress(backend, b), heapAddress(backend, out), 0, inner, 4 * inner, 4 * cols]);
+    return out;
+  }
+  const {scratch, base} = float64Scratch(backend, rows * cols);
+  try {
+    for (let k0 = 0; k0 < inner; k0 += GEMM_CHUNK) {
+      runTiles(kernels, 'nn', 'acc', rows, cols, rows, [heapAddress(backend, a), heapAddress(backend, b), base, k0, Math.min(GEMM_CHUNK, inner - k0), 4 * inner, 4 * cols]);
+    }
+    roundInto(backend, scratch, base, out, rows * cols);
+  } finally {
+    disposeInfos(backend, [scratch]);
+  }
+  return out;
+}
 
 /** Adds Σ_p a[p, :]ᵀ·b[p, :] for `pixels` rows of a [·, rows] and b [·, cols] at these heap byte addresses. */
 export type AddOuterProducts = (a: number, b: number, pixels: number) => void;
@@ -106,29 +213,16 @@ export type AddOuterProducts = (a: number, b: number, pixels: number) => void;
 export function sumOuterProducts(backend: WasmBackend, rows: number, cols: number, outShape: number[], feed: (add: AddOuterProducts) => void): TensorInfo | undefined {
   if (cols % 4 !== 0) return undefined;
   const kernels = heapKernels<Exports>(backend, 'gemm-simd', assemble);
-  // The float64 sums, 8-byte aligned in a float32 scratch tensor.
-  const scratch = backend.makeOutput([2 * rows * cols + 2], 'float32');
   const out = backend.makeOutput(outShape, 'float32');
+  const {scratch, base} = float64Scratch(backend, rows * cols);
   try {
-    const base = Math.ceil(heapAddress(backend, scratch) / 8) * 8;
-    new Float64Array(heapF32(backend, scratch).buffer, base, rows * cols).fill(0);
-    const rows4 = rows - (rows % 4);
-    const cols8 = cols - (cols % 8);
     feed((a, b, pixels) => {
-      if (pixels === 0) return;
-      const at = [a, b, base, pixels, GEMM_CHUNK, 4 * rows, 4 * cols] as const;
-      const run = (R: number, V: number, rowBegin: number, rowEnd: number, colBegin: number, colEnd: number) => {
-        if (rowBegin < rowEnd && colBegin < colEnd) kernels[tileName(R, V)](...at, rowBegin, rowEnd, colBegin, colEnd);
-      };
-      for (let r = 0; r < rows4; r += ROW_BLOCK) {
-        run(4, 2, r, Math.min(rows4, r + ROW_BLOCK), 0, cols8);
-        run(4, 1, r, Math.min(rows4, r + ROW_BLOCK), cols8, cols);
+      for (let p0 = 0; p0 < pixels; p0 += GEMM_CHUNK) {
+        runTiles(kernels, 'tn', 'acc', rows, cols, ROW_BLOCK, [a, b, base, p0, Math.min(GEMM_CHUNK, pixels - p0), 4 * rows, 4 * cols]);
       }
-      run(1, 2, rows4, rows, 0, cols8);
-      run(1, 1, rows4, rows, cols8, cols);
     });
-    // Views after feed's allocations; rounds float64 → float32.
-    heapF32(backend, out).set(new Float64Array(heapF32(backend, scratch).buffer, base, rows * cols));
+    // After feed's allocations.
+    roundInto(backend, scratch, base, out, rows * cols);
   } catch (err) {
     disposeInfos(backend, [out]);
     throw err;
