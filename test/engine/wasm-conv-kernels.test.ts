@@ -75,6 +75,9 @@ const depthwiseCases: ConvCase[] = [
   {name: '3x3 pad 1 stride 2, batch 2, 16x16, 24 channels (model-like)', x: [2, 16, 16, 24], filter: [3, 3, 24, 1], strides: 2, pad: 1},
   {name: '3x3 same stride 2 (uneven pad), batch 3, 8x6', x: [3, 8, 6, 3], filter: [3, 3, 3, 1], strides: 2, pad: 'same'},
   {name: '3x3 valid stride 2, batch 1, 9x7', x: [1, 9, 7, 2], filter: [3, 3, 2, 1], strides: 2, pad: 'valid'},
+  {name: '3x3 pad 1 stride 1, batch 2, 9x6, 36 channels (SIMD dW: 2 blocks of 16 and a tail)', x: [2, 9, 6, 36], filter: [3, 3, 36, 1], strides: 1, pad: 1},
+  {name: '3x3 valid stride 2, batch 3, 9x8, 8 channels (SIMD dW)', x: [3, 9, 8, 8], filter: [3, 3, 8, 1], strides: 2, pad: 'valid'},
+  {name: '2x2 explicit pad beyond the filter, 4 channels (SIMD dW: taps outside every row), batch 2, 5x4', x: [2, 5, 4, 4], filter: [2, 2, 4, 1], strides: 1, pad: [[0, 0], [2, 0], [0, 2], [0, 0]]},
   {name: '2x2 explicit pad beyond the filter (JS path), batch 3, 7x5', x: [3, 7, 5, 3], filter: [2, 2, 3, 1], strides: 1, pad: [[0, 0], [2, 0], [0, 2], [0, 0]]},
   {name: '3x3 same stride 2, multiplier 2, batch 3, 8x6', x: [3, 8, 6, 3], filter: [3, 3, 3, 2], strides: 2, pad: 'same'},
   {name: '3x3 valid stride 1, multiplier 2, batch 1, 7x5', x: [1, 7, 5, 4], filter: [3, 3, 4, 2], strides: 1, pad: 'valid'},
@@ -97,7 +100,7 @@ test('conv2d gradients on wasm match the cpu backend', async (t) => {
 });
 
 test('depthwiseConv2d gradients on wasm match the cpu backend', async (t) => {
-  // dW: float64 like cpu's, only the order of the sums differs. dX with multiplier 1: XNNPACK's
+  // dW: float64 like cpu's (JS, or SIMD float64 lanes), only the order of the sums differs. dX with multiplier 1: XNNPACK's
   // float32 sums of kH·kW terms (~5e-8 measured); other multipliers: float64 again.
   await checkAgainstCpu(depthwise, depthwiseCases, {dx: 2e-7, dw: 1e-7}, (line) => t.diagnostic(line));
 });

@@ -1,13 +1,15 @@
 /**
  * DepthwiseConv2dNativeBackpropFilter for tfjs-backend-wasm, which has none:
  * dW[kh, kw, c, q] = Σ over batch and output pixels of x[tap pixel, c] · dY[pixel, c·mul + q],
- * in float64 in plain JS. There is no XNNPACK shape for it (a per-channel correlation summed over
- * the batch), so the loops are shaped for V8: sums along a row in registers, three taps per dY load,
- * and the few edge columns along the channels.
+ * in float64. There is no XNNPACK shape for it (a per-channel correlation summed over the batch).
+ * With multiplier 1 and channels a multiple of 4 (the model's), WebAssembly SIMD does it
+ * (depthwise-simd.ts); otherwise plain JS, its loops shaped for V8: sums along a row in registers,
+ * three taps per dY load, and the few edge columns along the channels.
  */
 import {backend_util, DepthwiseConv2dNativeBackpropFilter} from '@tensorflow/tfjs-core';
 import type {DepthwiseConv2dNativeBackpropFilterAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
+import {depthwiseFilterGradSimd, fitsDepthwiseSimd} from './depthwise-simd.js';
 import {convGeometry, heapF32, requireFloat32, tapRanges} from './kernel-utils.js';
 import type {ConvGeometry, KernelArgs, WasmBackend} from './kernel-utils.js';
 
@@ -79,9 +81,11 @@ function depthwiseConv2dNativeBackpropFilter(args: KernelArgs<DepthwiseConv2dNat
   requireFloat32(dy, 'dy');
   const info = backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], filterShape, strides, dilations, pad, dimRoundingMode, true);
+  const g = convGeometry(info);
+  if (fitsDepthwiseSimd(g)) return depthwiseFilterGradSimd(backend, x, dy, g, info.filterShape);
   const out = backend.makeOutput(info.filterShape, 'float32');
   // Views after the allocation (it may grow the heap).
-  const acc = depthwiseFilterGrad(heapF32(backend, x), heapF32(backend, dy), convGeometry(info));
+  const acc = depthwiseFilterGrad(heapF32(backend, x), heapF32(backend, dy), g);
   heapF32(backend, out).set(acc); // rounds float64 → float32
   return out;
 }
