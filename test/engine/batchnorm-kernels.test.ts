@@ -14,12 +14,11 @@ import {
 import {batchNormBackward} from '../../src/engine/wasm/batchnorm-grad.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
 
-const SHAPE: [number, number, number, number] = [3, 5, 7, 6];
-const C = SHAPE[3];
-const M = SHAPE[0] * SHAPE[1] * SHAPE[2];
+type Shape = [number, number, number, number];
 
 /** Float64 reference of the moments of x viewed as [M, C]. */
-function refMoments(x: Float32Array): {mean: Float64Array; variance: Float64Array} {
+function refMoments(x: Float32Array, [n, h, w, C]: Shape): {mean: Float64Array; variance: Float64Array} {
+  const M = n * h * w;
   const mean = new Float64Array(C);
   const variance = new Float64Array(C);
   for (let i = 0; i < x.length; i++) mean[i % C] += x[i] / M;
@@ -28,7 +27,8 @@ function refMoments(x: Float32Array): {mean: Float64Array; variance: Float64Arra
 }
 
 /** Float64 reference of the BatchNorm backward, straight from the formula. */
-function refGrad(dy: Float32Array, xhat: Float32Array, scale: Float32Array): {dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array} {
+function refGrad(dy: Float32Array, xhat: Float32Array, scale: Float32Array, [n, h, w, C]: Shape): {dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array} {
+  const M = n * h * w;
   const dbeta = new Float64Array(C);
   const dgamma = new Float64Array(C);
   for (let i = 0; i < dy.length; i++) {
@@ -43,11 +43,24 @@ function refGrad(dy: Float32Array, xhat: Float32Array, scale: Float32Array): {dx
   return {dx, dgamma, dbeta};
 }
 
-// Channel means far from 0 relative to their spread: E[x²]−E[x]² or float32 sums would lose digits.
-const xData = normalArray(M * C, 1, 0, 1).map((v, i) => 300 + (i % C) * 50 + 0.01 * v);
-const dyData = normalArray(M * C, 2);
-const xhatData = normalArray(M * C, 3);
-const scaleData = normalArray(C, 4, 1, 0.5);
+/**
+ * The JS loops' shape (6 channels), and one for wasm's SIMD sums: 20 channels (a block of 8, then
+ * a one-vector tail) over 396 rows (several row blocks).
+ */
+const CASES = [[3, 5, 7, 6], [4, 9, 11, 20]].map((shape) => {
+  const [M, C] = [shape[0] * shape[1] * shape[2], shape[3]];
+  return {
+    shape: shape as Shape,
+    // Channel means far from 0 relative to their spread: E[x²]−E[x]² or float32 sums would lose digits.
+    x: normalArray(M * C, 1, 0, 1).map((v, i) => 300 + (i % C) * 50 + 0.01 * v),
+    dy: normalArray(M * C, 2),
+    xhat: normalArray(M * C, 3),
+    scale: normalArray(C, 4, 1, 0.5),
+  };
+});
+/** The other tests' data. */
+const {shape: SHAPE, x: xData, dy: dyData, xhat: xhatData, scale: scaleData} = CASES[0];
+const C = SHAPE[3];
 
 for (const backend of ['cpu', 'wasm']) {
   test(`${backend}: the three kernels are registered`, async () => {
@@ -59,34 +72,36 @@ for (const backend of ['cpu', 'wasm']) {
 
   // The tf-op path misses these bounds on this data (variance off by 7e-6 on cpu, 8e-5 on wasm), so
   // passing them also shows that the kernels ran.
-  test(`${backend}: batchMoments matches a float64 reference to float32 rounding`, async (t) => {
-    await tf.setBackend(backend);
-    const x = tf.tensor4d(xData, SHAPE);
-    const [mean, variance] = batchMoments(x);
-    const ref = refMoments(xData);
-    assert.deepEqual(mean.shape, [C]);
-    assert.deepEqual(variance.shape, [C]);
-    const errMean = maxRelErr(await mean.data(), ref.mean, 0);
-    const errVar = maxRelErr(await variance.data(), ref.variance, 0);
-    t.diagnostic(`max relative error: mean ${errMean.toExponential(2)}, variance ${errVar.toExponential(2)}`);
-    assert.ok(errMean < 1e-7, `mean ${errMean}`);
-    assert.ok(errVar < 1e-7, `variance ${errVar}`);
-    tf.dispose([x, mean, variance]);
-  });
+  for (const {shape, x: xData, dy: dyData, xhat: xhatData, scale: scaleData} of CASES) {
+    test(`${backend}: batchMoments matches a float64 reference to float32 rounding, [${shape}]`, async (t) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor4d(xData, shape);
+      const [mean, variance] = batchMoments(x);
+      const ref = refMoments(xData, shape);
+      assert.deepEqual(mean.shape, [shape[3]]);
+      assert.deepEqual(variance.shape, [shape[3]]);
+      const errMean = maxRelErr(await mean.data(), ref.mean, 0);
+      const errVar = maxRelErr(await variance.data(), ref.variance, 0);
+      t.diagnostic(`max relative error: mean ${errMean.toExponential(2)}, variance ${errVar.toExponential(2)}`);
+      assert.ok(errMean < 1e-7, `mean ${errMean}`);
+      assert.ok(errVar < 1e-7, `variance ${errVar}`);
+      tf.dispose([x, mean, variance]);
+    });
 
-  test(`${backend}: batchNormGrad matches a float64 reference`, async (t) => {
-    await tf.setBackend(backend);
-    const dy = tf.tensor4d(dyData, SHAPE);
-    const xhat = tf.tensor4d(xhatData, SHAPE);
-    const scale = tf.tensor1d(scaleData);
-    const [dx, dgamma, dbeta] = batchNormGrad(dy, xhat, scale);
-    const ref = refGrad(dyData, xhatData, scaleData);
-    assert.deepEqual(dx.shape, SHAPE);
-    const errs = [relL2(await dx.data(), ref.dx), maxRelErr(await dgamma.data(), ref.dgamma, 0), maxRelErr(await dbeta.data(), ref.dbeta, 0)];
-    t.diagnostic(`dx relL2 ${errs[0]!.toExponential(2)}, dgamma max rel ${errs[1]!.toExponential(2)}, dbeta max rel ${errs[2]!.toExponential(2)}`);
-    for (const err of errs) assert.ok(err < 1e-7, `error ${err}`);
-    tf.dispose([dy, xhat, scale, dx, dgamma, dbeta]);
-  });
+    test(`${backend}: batchNormGrad matches a float64 reference, [${shape}]`, async (t) => {
+      await tf.setBackend(backend);
+      const dy = tf.tensor4d(dyData, shape);
+      const xhat = tf.tensor4d(xhatData, shape);
+      const scale = tf.tensor1d(scaleData);
+      const [dx, dgamma, dbeta] = batchNormGrad(dy, xhat, scale);
+      const ref = refGrad(dyData, xhatData, scaleData, shape);
+      assert.deepEqual(dx.shape, shape);
+      const errs = [relL2(await dx.data(), ref.dx), maxRelErr(await dgamma.data(), ref.dgamma, 0), maxRelErr(await dbeta.data(), ref.dbeta, 0)];
+      t.diagnostic(`dx relL2 ${errs[0]!.toExponential(2)}, dgamma max rel ${errs[1]!.toExponential(2)}, dbeta max rel ${errs[2]!.toExponential(2)}`);
+      for (const err of errs) assert.ok(err < 1e-7, `error ${err}`);
+      tf.dispose([dy, xhat, scale, dx, dgamma, dbeta]);
+    });
+  }
 
   // Bit for bit: the kernel rounds each operation to float32 as the seven ops do. 256 channels,
   // because a product taken in float64 instead (var·(M/(M−1))·m in one step) is one ulp off for 7
@@ -119,7 +134,7 @@ for (const backend of ['cpu', 'wasm']) {
     const xhat = tf.tensor4d(xhatData, SHAPE);
     const scale = tf.tensor1d(scaleData);
     const ops = batchNormGradOps(dy, xhat, scale);
-    const ref = refGrad(dyData, xhatData, scaleData);
+    const ref = refGrad(dyData, xhatData, scaleData, SHAPE);
     assert.ok(relL2(await ops[0].data(), ref.dx) < 1e-5);
     assert.ok(relL2(await ops[1].data(), ref.dgamma) < 1e-5);
     assert.ok(relL2(await ops[2].data(), ref.dbeta) < 1e-5);
@@ -201,7 +216,8 @@ test('wasm: the one-pass BatchNorm forward gives the four tf ops\' y and x̂ bit
   tf.dispose([x, scale, shift, mean, invStd, y, xhat, yOps, xhatOps, odd, oddScale, oddShift, oddMean, oddInvStd, yOdd, yOddOps]);
 });
 
-test('wasm: the BatchNorm backward with its SIMD dx pass gives the JS loops\' dx, dγ and dβ bit for bit', async () => {
+// The SIMD sums add the same float64 terms in another order; rounded to float32, every value here equals the JS loops'.
+test('wasm: the BatchNorm backward with its SIMD sums and dx pass gives the JS loops\' dx, dγ and dβ bit for bit', async () => {
   await tf.setBackend('wasm');
   const channels = 24;
   const shape: [number, number, number, number] = [3, 5, 7, channels];

@@ -1,10 +1,13 @@
 /**
  * DtrainBatchMoments for the wasm and cpu backends: per-channel mean and biased variance of an
- * NHWC tensor over N·H·W, two passes with float64 accumulators (no cancellation from E[x²]−E[x]²).
+ * NHWC tensor over N·H·W, two passes with float64 accumulators (no cancellation from E[x²]−E[x]²),
+ * in WebAssembly SIMD on wasm where the channels allow (channel-sums-simd.ts), else in JS.
  */
-import type {KernelConfig} from '@tensorflow/tfjs-core';
+import type {KernelConfig, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {blockRows, cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+import {fitsSimdPasses} from './batchnorm-simd.js';
+import {simdChannelSum, simdSquaredDeviations} from './channel-sums-simd.js';
+import {blockRows, cpuAndWasmConfigs, heapF32, requireFloat32, runF32Kernel, type WasmBackend} from './kernel-utils.js';
 
 export const BATCH_MOMENTS = 'DtrainBatchMoments';
 
@@ -52,9 +55,23 @@ export function channelMoments(x: Float32Array, channels: number, mean: Float32A
   }
 }
 
+/** The same moments from WebAssembly SIMD sums (channel-sums-simd.ts), for x in the wasm heap. */
+function simdMoments(backend: WasmBackend, x: TensorInfo): TensorInfo[] {
+  requireFloat32(x, 'x');
+  const channels = x.shape[3];
+  const rows = x.shape[0] * x.shape[1] * x.shape[2];
+  const mu = simdChannelSum(backend, x).map((s) => s / rows);
+  const sq = simdSquaredDeviations(backend, x, mu);
+  const [mean, variance] = [backend.makeOutput([channels], 'float32'), backend.makeOutput([channels], 'float32')];
+  heapF32(backend, mean).set(mu);
+  heapF32(backend, variance).set(sq.map((s) => s / rows));
+  return [mean, variance];
+}
+
 export const batchMomentsConfigs: KernelConfig[] = cpuAndWasmConfigs(BATCH_MOMENTS, (backendName, {inputs, backend}) => {
   const {x} = inputs;
   if (x.shape.length !== 4) throw new Error(`${BATCH_MOMENTS}: x must be rank 4 (NHWC), got shape [${x.shape}]`);
+  if (backendName === 'wasm' && fitsSimdPasses(x)) return simdMoments(backend as WasmBackend, x);
   const channels = x.shape[3];
   return runF32Kernel(backendName, backend, [x], [[channels], [channels]], ([xs], [mean, variance]) => channelMoments(xs, channels, mean, variance));
 });

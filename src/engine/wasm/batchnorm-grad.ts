@@ -2,11 +2,13 @@
  * DtrainBatchNormGrad for the wasm and cpu backends: the training-mode BatchNorm backward in two
  * passes over dy and x̂ instead of a chain of tf ops. With M = N·H·W, per channel c: dβ = Σ dy,
  * dγ = Σ dy·x̂ (float64), then dx = scale/M · (M·dy − dβ − x̂·dγ) where scale = γ·invStd. On wasm
- * the dx pass runs in WebAssembly SIMD (batchnorm-simd.ts) where the channels allow, same bits.
+ * both passes run in WebAssembly SIMD where the channels allow: the sums (channel-sums-simd.ts, the
+ * same float64 sums in another order) and the dx pass (batchnorm-simd.ts, same bits).
  */
 import type {KernelConfig, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {fitsSimdPasses, simdInputGradient} from './batchnorm-simd.js';
+import {simdGradSums} from './channel-sums-simd.js';
 import {blockRows, cpuAndWasmConfigs, heapF32, requireFloat32, runF32Kernel, type WasmBackend} from './kernel-utils.js';
 
 export const BATCH_NORM_GRAD = 'DtrainBatchNormGrad';
@@ -55,6 +57,12 @@ export function batchNormSums(dy: Float32Array, xhat: Float32Array, scale: Float
       sumDyXhat[c] += sx0 + sx1;
     }
   }
+  return gradFactors(sumDy, sumDyXhat, scale, rows, dgamma, dbeta);
+}
+
+/** From the sums: writes dβ and dγ, returns dx's float64 factors (offset = scale·dβ/M, slope = scale·dγ/M). */
+function gradFactors(sumDy: Float64Array, sumDyXhat: Float64Array, scale: Float32Array, rows: number, dgamma: Float32Array, dbeta: Float32Array): {offset: Float64Array; slope: Float64Array} {
+  const channels = scale.length;
   // dx = scale·dy − scale·dβ/M − x̂·scale·dγ/M, with the per-channel factors computed once.
   const offset = new Float64Array(channels);
   const slope = new Float64Array(channels);
@@ -96,10 +104,11 @@ export const batchNormGradConfigs: KernelConfig[] = cpuAndWasmConfigs(BATCH_NORM
     requireFloat32(xhat, 'xhat');
     requireFloat32(scale, 'scale');
     const wasm = backend as WasmBackend;
+    const {sumDy, sumDyXhat} = simdGradSums(wasm, dy, xhat);
     const [dx, dgamma, dbeta] = [dy.shape, [channels], [channels]].map((shape) => wasm.makeOutput(shape, 'float32'));
     // Views after the allocations (they may grow the heap).
     const view = (t: TensorInfo) => heapF32(wasm, t);
-    const {offset, slope} = batchNormSums(view(dy), view(xhat), view(scale), view(dgamma), view(dbeta));
+    const {offset, slope} = gradFactors(sumDy, sumDyXhat, view(scale), dy.shape[0] * dy.shape[1] * dy.shape[2], view(dgamma), view(dbeta));
     simdInputGradient(wasm, dy, xhat, dx, Float64Array.from(view(scale)), offset, slope);
     return [dx, dgamma, dbeta];
   }
