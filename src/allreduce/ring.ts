@@ -390,6 +390,8 @@ export class RingAllReduce {
       deadline = performance.now() + this.timeoutMs;
       i++;
     }
+    await outbox.drained();
+    if (this.broken) throw new Error(this.broken);
   }
 
   /** The payload of the message we expect, HELLO_SEEN, or why the message is dropped. */
@@ -464,6 +466,7 @@ class Outbox {
   private readonly queue: Buffer[][] = [];
   private head = 0;
   private draining = false;
+  private waiters: Array<() => void> = [];
 
   constructor(
     private readonly push: Push,
@@ -473,6 +476,17 @@ class Outbox {
   enqueue(message: Buffer[]): void {
     this.queue.push(message);
     if (!this.draining) void this.drain();
+  }
+
+  /**
+   * Resolves once every queued message is in ZeroMQ's hands (its I/O thread sends them from there),
+   * or the socket failed. An all-reduce awaits this before it returns: messages left in this queue
+   * move only when the event loop turns, and after the call the caller may compute for hundreds of
+   * milliseconds while the successor waits for them.
+   */
+  drained(): Promise<void> {
+    if (!this.draining) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   private async drain(): Promise<void> {
@@ -490,6 +504,7 @@ class Outbox {
       if (!this.push.closed) this.onError(err as Error);
     } finally {
       this.draining = false;
+      for (const resolve of this.waiters.splice(0)) resolve();
     }
   }
 }
