@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+import {sgdUpdate} from '../engine/sgd-kernel.js';
+
 export interface SgdOptions {
   lr: number;
   momentum: number;
@@ -30,21 +32,19 @@ export class SGD {
   }
 
   step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor> | tf.NamedTensorMap): void {
-    const {lr, momentum, weightDecay} = this.options;
     const gradOf = (name: string) => (grads instanceof Map ? grads.get(name) : grads[name]);
     tf.tidy(() => {
       for (const [name, p] of params) {
         const g = gradOf(name);
         if (!g) throw new Error(`no gradient for parameter ${name}`);
-        let d = weightDecay !== 0 ? tf.add(g, tf.mul(p, weightDecay)) : g;
-        if (momentum !== 0) {
-          const prev = this.momentumBuffers.get(name);
-          const buf = prev ? tf.add(tf.mul(prev, momentum), d) : tf.clone(d);
+        const prev = this.momentumBuffers.get(name);
+        // One kernel per parameter where the backend has it (src/engine/sgd-kernel.ts).
+        const [next, buf] = sgdUpdate(p, g, prev, this.options);
+        if (this.options.momentum !== 0) {
           prev?.dispose();
           this.momentumBuffers.set(name, tf.keep(buf));
-          d = buf;
         }
-        p.assign(tf.sub(p, tf.mul(d, lr)));
+        p.assign(next);
       }
     });
   }
