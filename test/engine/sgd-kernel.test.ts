@@ -23,7 +23,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
     assert.ok(tf.getKernel(SGD_STEP, backend) !== undefined, 'the kernel is registered');
     for (const [k, attrs] of SETTINGS.entries()) {
       // 1,003 values: the kernel has no vector loop, but an odd length keeps it honest.
-      let [pKernel, pOps] = [tf.tensor1d(normalArray(1003, 10 * k, 0, 2)), tf.tensor1d(normalArray(1003, 10 * k, 0, 2))];
+      let [pKernel, pOps]: tf.Tensor[] = [tf.tensor1d(normalArray(1003, 10 * k, 0, 2)), tf.tensor1d(normalArray(1003, 10 * k, 0, 2))];
       let [bufKernel, bufOps]: Array<tf.Tensor | undefined> = [undefined, undefined];
       for (let step = 0; step < 3; step++) {
         const g = tf.tensor1d(normalArray(1003, 10 * k + step + 1, 0, 0.1));

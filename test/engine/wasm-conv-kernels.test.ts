@@ -99,6 +99,19 @@ test('conv2d gradients on wasm match the cpu backend', async (t) => {
   await checkAgainstCpu(conv2d, convCases, {dx: 1e-6, dw: 1e-6}, (line) => t.diagnostic(line));
 });
 
+test('1x1 forward Conv2D on wasm gives XNNPACK\'s product bit for bit (edge tiles; beyond 256 input channels, XNNPACK itself)', async () => {
+  await tf.setBackend('wasm');
+  assert.equal(tf.getKernel('Conv2D', 'wasm').kernelFunc.name, 'dtrainConv2D');
+  for (const [n, h, w, cin, cout] of [[3, 5, 7, 13, 20], [2, 16, 16, 48, 48], [1, 4, 4, 300, 8], [2, 3, 3, 8, 6]]) {
+    const x = tf.tensor4d(normalArray(n * h * w * cin, cin), [n, h, w, cin]);
+    const f = tf.tensor4d(normalArray(cin * cout, cout), [1, 1, cin, cout]);
+    const y = tf.conv2d(x, f, 1, 'valid');
+    const product = tf.matMul(tf.reshape(x, [n * h * w, cin]), tf.reshape(f, [cin, cout]));
+    assert.deepEqual(await y.data(), await product.data(), `[${n}, ${h}, ${w}, ${cin}] → ${cout}`);
+    tf.dispose([x, f, y, product]);
+  }
+});
+
 test('depthwiseConv2d gradients on wasm match the cpu backend', async (t) => {
   // dW: float64 like cpu's (JS, or SIMD float64 lanes), only the order of the sums differs. dX with multiplier 1: XNNPACK's
   // float32 sums of kH·kW terms (~5e-8 measured); other multipliers: float64 again.

@@ -1,17 +1,18 @@
 /**
  * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
- * depthwise backprops), a faster Conv2DBackpropInput for 1×1 convs, and the fused BatchNorm
- * kernels (for wasm and cpu; the forward's one pass for wasm only), and an Identity and a same-dtype Cast that share instead of
- * copying. Idempotent; call before tf.setBackend('wasm').
+ * depthwise backprops), a faster forward Conv2D and Conv2DBackpropInput for 1×1 convs, the fused
+ * BatchNorm kernels (for wasm and cpu; the forward's one pass for wasm only), and an Identity and
+ * a same-dtype Cast that share instead of copying. Idempotent; call before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';
-import {Cast, Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
+import {Cast, Conv2D, Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {registerBatchNormKernels} from '../batchnorm-kernels.js';
 import {isDtrainCast, makeCastConfig} from './cast.js';
 import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
 import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
+import {isDtrainConv2D, makeConv2DConfig} from './conv2d-pointwise.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
 import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
 import {sharedIdentityConfig} from './identity.js';
@@ -24,6 +25,8 @@ export function registerWasmTrainingKernels(): void {
   replaceKernel(conv2DBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropInputConfig);
+  const wasmConv2D = getKernel(Conv2D, 'wasm') as KernelConfig | undefined;
+  if (wasmConv2D !== undefined && !isDtrainConv2D(wasmConv2D)) replaceKernel(makeConv2DConfig(wasmConv2D));
   const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
   if (wasmOwn !== undefined && !isDtrainConv2DBackpropInput(wasmOwn)) replaceKernel(makeConv2DBackpropInputConfig(wasmOwn));
   replaceKernel(sharedIdentityConfig);
