@@ -13,6 +13,8 @@ import {shuffleSplit, shuffleSplitOps} from '../../src/model/channel-shuffle.js'
 import {normalArray} from './compare.js';
 
 const SHAPE: [number, number, number, number] = [2, 3, 5, 12];
+/** Halves of 24 channels: every part takes a multiple of 4 from each (wasm's SIMD copies, 2–6 vectors). */
+const WIDE: [number, number, number, number] = [2, 4, 3, 24];
 
 
 /** A loss with distinct weights per element and part, so that the gradient tells them apart. */
@@ -21,12 +23,12 @@ function weightedSum(outs: tf.Tensor4D[]): tf.Scalar {
 }
 
 for (const backend of ['cpu', 'wasm']) {
-  for (const parts of [1, 2, 3]) {
-    test(`${backend}: shuffleSplit into ${parts} part(s) equals split(channelShuffle(concat)), forward and gradient`, async () => {
+  for (const [shape, parts] of [[SHAPE, 1], [SHAPE, 2], [SHAPE, 3], [WIDE, 1], [WIDE, 2], [WIDE, 3]] as const) {
+    test(`${backend}: shuffleSplit of [${shape}] halves into ${parts} part(s) equals split(channelShuffle(concat)), forward and gradient`, async () => {
       await tf.setBackend(backend);
       assert.ok(tf.getKernel(SHUFFLE_SPLIT, backend) !== undefined && tf.getKernel(SHUFFLE_JOIN, backend) !== undefined);
-      const a = tf.tensor4d(normalArray(tf.util.sizeFromShape(SHAPE), 1), SHAPE);
-      const b = tf.tensor4d(normalArray(tf.util.sizeFromShape(SHAPE), 2), SHAPE);
+      const a = tf.tensor4d(normalArray(tf.util.sizeFromShape(shape), 1), shape);
+      const b = tf.tensor4d(normalArray(tf.util.sizeFromShape(shape), 2), shape);
       const before = tf.memory().numTensors;
       const got = shuffleSplit(a, b, parts);
       const want = shuffleSplitOps(a, b, parts);

@@ -4,11 +4,14 @@
  * ([N, H, W, C/2] each), the shuffled tensor has channel 2i = a[i] and 2i + 1 = b[i]; it is returned
  * cut along channels into `parts` equal tensors. Join is the inverse copy (the gradient of Split).
  * On wasm this replaces Concat, Transpose and two Slices forward and Transpose, SplitV, two PadV2
- * and an Add backward (~10 % of a size-0.5 step) by one pass over the data each way.
+ * and an Add backward (~10 % of a size-0.5 step) by one pass over the data each way, in
+ * WebAssembly SIMD where each part takes a multiple of 4 channels from each half
+ * (channel-shuffle-simd.ts), else in JS.
  */
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
-import {cpuAndWasmConfigs, runF32Kernel} from './kernel-utils.js';
+import {fitsShuffleSimd, simdShuffleCopy} from './channel-shuffle-simd.js';
+import {cpuAndWasmConfigs, requireFloat32, runF32Kernel, type WasmBackend} from './kernel-utils.js';
 
 export const SHUFFLE_SPLIT = 'DtrainShuffleSplit';
 export const SHUFFLE_JOIN = 'DtrainShuffleJoin';
@@ -57,6 +60,13 @@ const splitConfigs = cpuAndWasmConfigs(SHUFFLE_SPLIT, (backendName, {inputs, bac
   const parts = Number(attrs?.parts);
   requireShuffleSplit(half, parts, SHUFFLE_SPLIT);
   const partShape = [n, h, w, (2 * half) / parts];
+  if (backendName === 'wasm' && fitsShuffleSimd(half, parts)) {
+    requireFloat32(a, 'a');
+    requireFloat32(b, 'b');
+    const outs = Array.from({length: parts}, () => (backend as WasmBackend).makeOutput(partShape, 'float32'));
+    simdShuffleCopy(backend as WasmBackend, a, b, outs, half, true);
+    return outs;
+  }
   return runF32Kernel(backendName, backend, [a, b], Array.from({length: parts}, () => partShape),
     ([as, bs], outs) => shuffleCopy(as, bs, outs, half, true));
 });
@@ -70,6 +80,12 @@ const joinConfigs = cpuAndWasmConfigs(SHUFFLE_JOIN, (backendName, {inputs, backe
   }
   const half = (parts * width) / 2;
   requireShuffleSplit(half, parts, SHUFFLE_JOIN);
+  if (backendName === 'wasm' && fitsShuffleSimd(half, parts)) {
+    infos.forEach((info, p) => requireFloat32(info, `p${p}`));
+    const [a, b] = [0, 1].map(() => (backend as WasmBackend).makeOutput([n, h, w, half], 'float32'));
+    simdShuffleCopy(backend as WasmBackend, a, b, infos, half, false);
+    return [a, b];
+  }
   return runF32Kernel(backendName, backend, infos, [[n, h, w, half], [n, h, w, half]],
     (ins, [as, bs]) => shuffleCopy(as, bs, ins, half, false));
 });
