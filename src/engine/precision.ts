@@ -41,7 +41,7 @@ export function hasExactKernels(backend: BackendName): boolean {
 export function applyPrecision(backend: BackendName, precision: Precision): string {
   if (backend === 'wasm') {
     swapKernels(float64ConvConfigs('wasm'), precision);
-    return precision === 'exact' ? 'exact (float64 sums in forward convolutions, ~3–4× slower steps)' : 'fast (XNNPACK forward convolutions, float32 sums)';
+    return precision === 'exact' ? 'exact (float64 sums in forward convolutions, ~3–4× slower steps)' : 'fast (float32 sums: XNNPACK and dtrain SIMD kernels)';
   }
   if (backend === 'webgpu') {
     swapKernels([...exactConvConfigs(), exactBatchMomentsConfig], precision);

@@ -10,7 +10,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import {registerWasmTrainingKernels} from '../../src/engine/wasm/register.js';
 import {normalArray, relL2} from './compare.js';
 
+// wasm's own (XNNPACK) kernels, before dtrain wraps them: dtrain's forward convs must give their bits.
+const xnnpack = {Conv2D: tf.getKernel('Conv2D', 'wasm')!, DepthwiseConv2dNative: tf.getKernel('DepthwiseConv2dNative', 'wasm')!};
 registerWasmTrainingKernels();
+
+/** y of wasm's own kernel `name` (set up by the wrapper that shares its setupFunc). */
+function xnnpackForward(name: keyof typeof xnnpack, x: tf.Tensor, filter: tf.Tensor, strides: number, pad: Pad): tf.Tensor {
+  const info = xnnpack[name].kernelFunc({inputs: {x, filter}, backend: tf.backend(), attrs: {strides, pad, dilations: 1, dataFormat: 'NHWC'}}) as tf.TensorInfo;
+  return tf.engine().makeTensorFromTensorInfo(info);
+}
 
 type Pad = 'valid' | 'same' | number | [[0, 0], [number, number], [number, number], [0, 0]];
 interface ConvCase {
@@ -99,16 +107,33 @@ test('conv2d gradients on wasm match the cpu backend', async (t) => {
   await checkAgainstCpu(conv2d, convCases, {dx: 1e-6, dw: 1e-6}, (line) => t.diagnostic(line));
 });
 
-test('1x1 forward Conv2D on wasm gives XNNPACK\'s product bit for bit (edge tiles; beyond 256 input channels, XNNPACK itself)', async () => {
+test('1x1 forward Conv2D on wasm gives XNNPACK\'s bits (edge tiles; beyond 256 input channels, XNNPACK itself)', async () => {
   await tf.setBackend('wasm');
   assert.equal(tf.getKernel('Conv2D', 'wasm').kernelFunc.name, 'dtrainConv2D');
   for (const [n, h, w, cin, cout] of [[3, 5, 7, 13, 20], [2, 16, 16, 48, 48], [1, 4, 4, 300, 8], [2, 3, 3, 8, 6]]) {
     const x = tf.tensor4d(normalArray(n * h * w * cin, cin), [n, h, w, cin]);
     const f = tf.tensor4d(normalArray(cin * cout, cout), [1, 1, cin, cout]);
     const y = tf.conv2d(x, f, 1, 'valid');
-    const product = tf.matMul(tf.reshape(x, [n * h * w, cin]), tf.reshape(f, [cin, cout]));
-    assert.deepEqual(await y.data(), await product.data(), `[${n}, ${h}, ${w}, ${cin}] → ${cout}`);
-    tf.dispose([x, f, y, product]);
+    const want = xnnpackForward('Conv2D', x, f, 1, 'valid');
+    assert.deepEqual(await y.data(), await want.data(), `[${n}, ${h}, ${w}, ${cin}] → ${cout}`);
+    tf.dispose([x, f, y, want]);
+  }
+});
+
+test('forward depthwise conv on wasm gives XNNPACK\'s bits (3×3, every border band, strides 1 and 2)', async () => {
+  await tf.setBackend('wasm');
+  assert.equal(tf.getKernel('DepthwiseConv2dNative', 'wasm').kernelFunc.name, 'dtrainDepthwiseConv2dNative');
+  const cases: Array<[number[], number, Pad]> = [
+    [[3, 16, 16, 24], 1, 1], [[3, 16, 16, 24], 2, 1], [[3, 7, 5, 8], 2, 'same'], [[2, 9, 8, 12], 1, 'valid'],
+    [[2, 4, 4, 36], 1, 1], [[2, 5, 4, 4], 1, [[0, 0], [2, 0], [0, 2], [0, 0]]], [[2, 6, 5, 5], 1, 1],
+  ];
+  for (const [shape, strides, pad] of cases) {
+    const x = tf.tensor4d(normalArray(tf.util.sizeFromShape(shape), shape[3]), shape as [number, number, number, number]);
+    const f = tf.tensor4d(normalArray(9 * shape[3], 7), [3, 3, shape[3], 1]);
+    const y = tf.depthwiseConv2d(x, f, strides, pad);
+    const want = xnnpackForward('DepthwiseConv2dNative', x, f, strides, pad);
+    assert.deepEqual(await y.data(), await want.data(), `[${shape}] stride ${strides} pad ${JSON.stringify(pad)}`);
+    tf.dispose([x, f, y, want]);
   }
 });
 

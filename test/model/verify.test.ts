@@ -50,7 +50,8 @@ test('wasm with --precision exact (float64 sums in forward convolutions) passes 
   } finally {
     applyPrecision('wasm', 'fast');
   }
-  assert.equal(tf.getKernel('Conv2D', 'wasm')?.kernelFunc.name, 'conv2d', 'wasm\'s own Conv2D (XNNPACK) is back');
+  assert.equal(tf.getKernel('Conv2D', 'wasm')?.kernelFunc.name, 'dtrainConv2D', 'the fast Conv2D (dtrain\'s 1×1 SIMD product over XNNPACK) is back');
+  assert.equal(tf.getKernel('DepthwiseConv2dNative', 'wasm')?.kernelFunc.name, 'dtrainDepthwiseConv2dNative', 'the fast depthwise conv is back');
   assert.throws(() => applyPrecision('tensorflow', 'exact'), /--precision exact needs the wasm, webgpu or cpu backend/);
 });
 

@@ -76,23 +76,92 @@ function tapCode(G: number): number[] {
   return functionCode([[11, I32], [2 * G + 2, V128]], body);
 }
 
+/** Tap counts (rows × columns of a 3×3 filter) inside the image: one conv function each, unrolled. */
+const TAP_SHAPES = [1, 2, 3].flatMap((nKh) => [1, 2, 3].map((nKw) => [nKh, nKw] as const));
+const convName = (nKh: number, nKw: number) => `conv${nKh}x${nKw}` as `conv${1 | 2 | 3}x${1 | 2 | 3}`;
+
+/**
+ * conv(x, w, y, images, rows, cols, groups, xImageStep, yImageStep, xRowStep, yRowStep, xColStep,
+ * xTapRow, wTapRow): the forward depthwise conv over a band of output rows × a segment of columns,
+ * in every image, in which the same nKh × nKw taps are inside the image; x and w address the first
+ * of them (for the first output pixel of image 0), y that pixel; `groups` vectors of 4 channels a
+ * pixel. A group's nKh·nKw filter vectors stay in
+ * registers while its pixels pass; each output sums its taps from 0 in float32, a column of taps
+ * after another.
+ */
+function convCode(nKh: number, nKw: number): number[] {
+  const taps = nKh * nKw;
+  const [x, w, y, images, rows, cols, groups, xImageStep, yImageStep, xRowStep, yRowStep, xColStep, xTapRow, wTapRow] = Array.from({length: 14}, (_, i) => i);
+  const [n, r, c, g, xi, yi, xr, yr, xp, yp, pixel] = Array.from({length: 11}, (_, k) => 14 + k);
+  const offset = (t: number) => 25 + t; // x's byte offset of tap t from the pixel's first tap
+  const filter = (t: number) => 25 + taps + t; // v128: the group's filter vector of tap t
+  const acc = 25 + 2 * taps;
+  const add = (local: number, step: number[]) => [...get(local), ...step, i32.add, ...set(local)];
+  const countdown = (counter: number) => [...get(counter), ...i32const(1), i32.sub, i32.tee, counter, ...i32const(0), i32.gtS, ...BR_IF_LOOP];
+  // Tap t is (kh, kw) = (t mod nKh, ⌊t / nKh⌋): columns outer, XNNPACK's order (its packed filter
+  // is [kW][kH]), so each output's sum is its depthwise kernel's, bit for bit.
+  const tapOffset = (rowStride: number, t: number) => [...get(rowStride), ...i32const(t % nKh), i32.mul, ...get(pixel), ...i32const(Math.floor(t / nKh)), i32.mul, i32.add];
+  const column = [
+    ...splat32(0), ...set(acc),
+    ...Array.from({length: taps}, (_, t) => [...get(acc), ...get(xp), ...get(offset(t)), i32.add, ...op.load(), ...get(filter(t)), ...op.fmul, ...op.fadd, ...set(acc)]).flat(),
+    ...get(yp), ...get(acc), ...op.store(),
+    ...add(xp, get(xColStep)), ...add(yp, get(pixel)),
+    ...countdown(c),
+  ];
+  const row = [
+    ...get(xr), ...set(xp), ...get(yr), ...set(yp), ...get(cols), ...set(c),
+    ...LOOP, ...column, END,
+    ...add(xr, get(xRowStep)), ...add(yr, get(yRowStep)),
+    ...countdown(r),
+  ];
+  // Images outermost: one image's rows stay in L1 while its channel groups pass.
+  const group = [
+    ...Array.from({length: taps}, (_, t) => [...get(w), ...get(g), i32.add, ...tapOffset(wTapRow, t), i32.add, ...op.load(), ...set(filter(t))]).flat(),
+    ...get(xi), ...get(g), i32.add, ...set(xr), ...get(yi), ...get(g), i32.add, ...set(yr), ...get(rows), ...set(r),
+    ...LOOP, ...row, END,
+    ...get(g), ...i32const(16), i32.add, i32.tee, g, ...get(pixel), i32.ltS, ...BR_IF_LOOP,
+  ];
+  const image = [
+    ...i32const(0), ...set(g),
+    ...LOOP, ...group, END,
+    ...add(xi, get(xImageStep)), ...add(yi, get(yImageStep)),
+    ...countdown(n),
+  ];
+  const body = [
+    ...get(groups), ...i32const(4), i32.shl, ...set(pixel),
+    ...Array.from({length: taps}, (_, t) => [...tapOffset(xTapRow, t), ...set(offset(t))]).flat(),
+    ...get(x), ...set(xi), ...get(y), ...set(yi), ...get(images), ...set(n),
+    ...LOOP, ...image, END,
+  ];
+  return functionCode([[11 + taps, I32], [taps + 1, V128]], body);
+}
+
 function assemble(): Uint8Array {
-  const signature = [0x60, ...vec(Array.from({length: 14}, () => [I32])), ...vec([])];
+  const signature = (params: number) => [0x60, ...vec(Array.from({length: params}, () => [I32])), ...vec([])];
   return moduleBytes(
-    section(1, vec([signature])),
+    section(1, vec([signature(14), signature(14)])),
     section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    section(3, vec(BLOCKS.map(() => [0]))),
-    section(7, vec(BLOCKS.map((G, i) => [...name(blockName(G)), 0x00, i]))),
-    section(10, vec(BLOCKS.map((G) => tapCode(G)))),
+    section(3, vec([...BLOCKS.map(() => [0]), ...TAP_SHAPES.map(() => [1])])),
+    section(7, vec([
+      ...BLOCKS.map((G, i) => [...name(blockName(G)), 0x00, i]),
+      ...TAP_SHAPES.map(([nKh, nKw], i) => [...name(convName(nKh, nKw)), 0x00, BLOCKS.length + i]),
+    ])),
+    section(10, vec([...BLOCKS.map((G) => tapCode(G)), ...TAP_SHAPES.map(([nKh, nKw]) => convCode(nKh, nKw))])),
   );
 }
 
 type Tap = (x: number, dy: number, acc: number, images: number, rows: number, cols: number, xImage: number, dyImage: number, xRowStep: number, dyRowStep: number, xColStep: number, dyColStep: number, channelBegin: number, channelEnd: number) => void;
-type Exports = Record<ReturnType<typeof blockName>, Tap>;
+type Conv = (x: number, w: number, y: number, images: number, rows: number, cols: number, groups: number, xImageStep: number, yImageStep: number, xRowStep: number, yRowStep: number, xColStep: number, xTapRow: number, wTapRow: number) => void;
+type Exports = Record<ReturnType<typeof blockName>, Tap> & Record<ReturnType<typeof convName>, Conv>;
 
-/** Whether the SIMD kernel applies: channel multiplier 1 and channels a multiple of 4. */
+/** Whether the SIMD filter gradient applies: channel multiplier 1 and channels a multiple of 4. */
 export function fitsDepthwiseSimd(g: ConvGeometry): boolean {
   return g.outC === g.inC && g.inC % 4 === 0;
+}
+
+/** Whether the SIMD forward conv applies: that, and a 3×3 filter (its tap counts are unrolled). */
+export function fitsDepthwiseConvSimd(g: ConvGeometry): boolean {
+  return fitsDepthwiseSimd(g) && g.kH === 3 && g.kW === 3;
 }
 
 /** dW [kH, kW, C, 1] for x and dy in the wasm heap (fitsDepthwiseSimd(g) must hold). */
@@ -128,4 +197,51 @@ export function depthwiseFilterGradSimd(backend: WasmBackend, x: TensorInfo, dy:
     disposeInfos(backend, [scratch]);
   }
   return out;
+}
+
+/**
+ * Runs of output positions along one axis in which the same taps [k0, k1) are inside the input:
+ * tap k is inside for output o when 0 ≤ o·stride − pad + k < inSize, a range of k for each o.
+ */
+function tapBands(filterSize: number, stride: number, pad: number, inSize: number, outSize: number): Array<{o0: number; o1: number; k0: number; k1: number}> {
+  const bands: Array<{o0: number; o1: number; k0: number; k1: number}> = [];
+  for (let o = 0; o < outSize; o++) {
+    const k0 = Math.max(0, pad - o * stride);
+    const k1 = Math.max(k0, Math.min(filterSize, inSize + pad - o * stride));
+    const last = bands.at(-1);
+    if (last && last.k0 === k0 && last.k1 === k1) last.o1 = o + 1;
+    else bands.push({o0: o, o1: o + 1, k0, k1});
+  }
+  return bands;
+}
+
+/** The forward depthwise conv y [N, outH, outW, C] for x and w [3, 3, C, 1] in the wasm heap (fitsDepthwiseConvSimd(g) must hold). */
+export function depthwiseConvSimd(backend: WasmBackend, x: TensorInfo, w: TensorInfo, g: ConvGeometry, outShape: number[]): TensorInfo {
+  const {batch, inH, inW, inC: C, outH, outW, kW, strideH, strideW, padTop, padLeft} = g;
+  const kernels = heapKernels<Exports>(backend, 'depthwise-simd', assemble);
+  const y = backend.makeOutput(outShape, 'float32');
+  const [xAt, wAt, yAt] = [heapAddress(backend, x), heapAddress(backend, w), heapAddress(backend, y)];
+  const pixel = 4 * C;
+  const rowBands = tapBands(g.kH, strideH, padTop, inH, outH);
+  const colBands = tapBands(kW, strideW, padLeft, inW, outW);
+  if (batch === 0) return y;
+  for (const rb of rowBands) {
+    for (const cb of colBands) {
+      const [rows, cols, nKh, nKw] = [rb.o1 - rb.o0, cb.o1 - cb.o0, rb.k1 - rb.k0, cb.k1 - cb.k0];
+      if (nKh === 0 || nKw === 0) {
+        // No tap inside (padding beyond the filter): zeros.
+        const view = heapF32(backend, y);
+        for (let b = 0; b < batch; b++) {
+          for (let oy = rb.o0; oy < rb.o1; oy++) view.fill(0, ((b * outH + oy) * outW + cb.o0) * C, ((b * outH + oy) * outW + cb.o1) * C);
+        }
+        continue;
+      }
+      const iy = rb.o0 * strideH - padTop + rb.k0;
+      const ix = cb.o0 * strideW - padLeft + cb.k0;
+      kernels[convName(nKh, nKw)](
+        xAt + (iy * inW + ix) * pixel, wAt + (rb.k0 * kW + cb.k0) * pixel, yAt + (rb.o0 * outW + cb.o0) * pixel,
+        batch, rows, cols, C / 4, inH * inW * pixel, outH * outW * pixel, strideH * inW * pixel, outW * pixel, strideW * pixel, inW * pixel, kW * pixel);
+    }
+  }
+  return y;
 }

@@ -1,11 +1,11 @@
 /**
  * Registers for tfjs-backend-wasm the training kernels it lacks (Conv2DBackpropFilter and the two
- * depthwise backprops), a faster forward Conv2D and Conv2DBackpropInput for 1×1 convs, the fused
- * BatchNorm kernels (for wasm and cpu; the forward's one pass for wasm only), and an Identity and
+ * depthwise backprops), a faster forward Conv2D and Conv2DBackpropInput for 1×1 convs and forward
+ * depthwise conv, the fused BatchNorm kernels (for wasm and cpu; the forward's one pass for wasm only), and an Identity and
  * a same-dtype Cast that share instead of copying. Idempotent; call before tf.setBackend('wasm').
  */
 import '@tensorflow/tfjs-backend-wasm';
-import {Cast, Conv2D, Conv2DBackpropInput, getKernel} from '@tensorflow/tfjs-core';
+import {Cast, Conv2D, Conv2DBackpropInput, DepthwiseConv2dNative, getKernel} from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {registerBatchNormKernels} from '../batchnorm-kernels.js';
@@ -15,6 +15,7 @@ import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv
 import {isDtrainConv2D, makeConv2DConfig} from './conv2d-pointwise.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
 import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
+import {isDtrainDepthwiseConv2dNative, makeDepthwiseConv2dNativeConfig} from './depthwise-forward.js';
 import {sharedIdentityConfig} from './identity.js';
 import {replaceKernel} from './kernel-utils.js';
 
@@ -25,6 +26,8 @@ export function registerWasmTrainingKernels(): void {
   replaceKernel(conv2DBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropInputConfig);
+  const wasmDepthwise = getKernel(DepthwiseConv2dNative, 'wasm') as KernelConfig | undefined;
+  if (wasmDepthwise !== undefined && !isDtrainDepthwiseConv2dNative(wasmDepthwise)) replaceKernel(makeDepthwiseConv2dNativeConfig(wasmDepthwise));
   const wasmConv2D = getKernel(Conv2D, 'wasm') as KernelConfig | undefined;
   if (wasmConv2D !== undefined && !isDtrainConv2D(wasmConv2D)) replaceKernel(makeConv2DConfig(wasmConv2D));
   const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
