@@ -4,15 +4,15 @@
  * one (gemm-simd.ts) where Cin is a multiple of 4, else wasm's BatchMatMul; either sums chunks of
  * the Cout reduction in float64. Every other conv delegates to wasm's kernel.
  */
-import {backend_util, Conv2DBackpropInput} from '@tensorflow/tfjs-core';
-import type {Conv2DBackpropInputAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import {backend_util} from '@tensorflow/tfjs-core';
+import type {Conv2DBackpropInputAttrs, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {matMulNN} from './gemm-simd.js';
 import {chunkedMatMul, convGeometry, disposeInfos, heapF32, isPointwise} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
-/** dX for a pointwise conv, or undefined when the conv is not one (or not float32 NHWC). */
-function pointwiseBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>): TensorInfo | undefined {
+/** dX for a pointwise conv, or undefined when the conv is not one (or not float32 NHWC): wasm's own kernel's fast path. */
+export function pointwiseBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>): TensorInfo | undefined {
   const backend = args.backend as WasmBackend;
   const {dy, filter} = args.inputs as {dy: TensorInfo; filter: TensorInfo};
   const {strides, pad, dataFormat, dimRoundingMode, inputShape} = args.attrs!;
@@ -53,24 +53,4 @@ function pointwiseBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>): Ten
       }
     },
   });
-}
-
-/** Whether config is already the wrapper below (so that registering twice never wraps it again). */
-export function isDtrainConv2DBackpropInput(config: KernelConfig): boolean {
-  return config.kernelFunc.name === 'dtrainConv2DBackpropInput';
-}
-
-/** Wraps wasm's own Conv2DBackpropInput (which the non-pointwise cases still use). */
-export function makeConv2DBackpropInputConfig(wasmOwn: KernelConfig): KernelConfig {
-  function dtrainConv2DBackpropInput(args: KernelArgs<Conv2DBackpropInputAttrs>) {
-    return pointwiseBackpropInput(args) ?? wasmOwn.kernelFunc(args as Parameters<KernelFunc>[0]);
-  }
-  return {
-    kernelName: Conv2DBackpropInput,
-    backendName: 'wasm',
-    // wasm binds its C function in setupFunc, which the engine calls only for the registered config.
-    setupFunc: wasmOwn.setupFunc,
-    disposeFunc: wasmOwn.disposeFunc,
-    kernelFunc: dtrainConv2DBackpropInput as unknown as KernelFunc,
-  };
 }

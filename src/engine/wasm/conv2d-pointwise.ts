@@ -7,14 +7,15 @@
  * against 29.4 GFLOP/s, its float64 chunk sums cost more than they save), every other conv, and
  * Cout not a multiple of 4 go to wasm's own kernel.
  */
-import {backend_util, Conv2D} from '@tensorflow/tfjs-core';
-import type {Conv2DAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import {backend_util} from '@tensorflow/tfjs-core';
+import type {Conv2DAttrs, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {matMulNN} from './gemm-simd.js';
 import {convGeometry, GEMM_CHUNK, isPointwise} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
-function pointwiseConv2D(args: KernelArgs<Conv2DAttrs>): TensorInfo | undefined {
+/** y for a pointwise conv with Cin ≤ GEMM_CHUNK and Cout a multiple of 4, else undefined: wasm's own Conv2D's fast path. */
+export function pointwiseConv2D(args: KernelArgs<Conv2DAttrs>): TensorInfo | undefined {
   const backend = args.backend as WasmBackend;
   const {x, filter} = args.inputs as {x: TensorInfo; filter: TensorInfo};
   const {strides, pad, dataFormat, dilations, dimRoundingMode} = args.attrs!;
@@ -26,24 +27,4 @@ function pointwiseConv2D(args: KernelArgs<Conv2DAttrs>): TensorInfo | undefined 
   // Beyond GEMM_CHUNK input channels XNNPACK stays: the float64 chunk sums cost more than they save.
   if (!isPointwise(g) || g.outC % 4 !== 0 || g.inC > GEMM_CHUNK) return undefined;
   return matMulNN(backend, x, filter, g.batch * g.inH * g.inW, g.inC, g.outC, info.outShape);
-}
-
-/** Whether config is already the wrapper below (so that registering twice never wraps it again). */
-export function isDtrainConv2D(config: KernelConfig): boolean {
-  return config.kernelFunc.name === 'dtrainConv2D';
-}
-
-/** Wraps wasm's own Conv2D (which every other conv still uses). */
-export function makeConv2DConfig(wasmOwn: KernelConfig): KernelConfig {
-  function dtrainConv2D(args: KernelArgs<Conv2DAttrs>) {
-    return pointwiseConv2D(args) ?? wasmOwn.kernelFunc(args as Parameters<KernelFunc>[0]);
-  }
-  return {
-    kernelName: Conv2D,
-    backendName: 'wasm',
-    // wasm binds its C function in setupFunc, which the engine calls only for the registered config.
-    setupFunc: wasmOwn.setupFunc,
-    disposeFunc: wasmOwn.disposeFunc,
-    kernelFunc: dtrainConv2D as unknown as KernelFunc,
-  };
 }

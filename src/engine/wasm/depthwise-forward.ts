@@ -5,14 +5,15 @@
  * per-call cost made XNNPACK's depthwise conv run at 2–3 GFLOP/s on the model's layers. It is also
  * what the input gradient runs (depthwise-backprop-input.ts). Every other case goes to wasm's own.
  */
-import {backend_util, DepthwiseConv2dNative} from '@tensorflow/tfjs-core';
-import type {DepthwiseConv2dNativeAttrs, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import {backend_util} from '@tensorflow/tfjs-core';
+import type {DepthwiseConv2dNativeAttrs, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {depthwiseConvSimd, fitsDepthwiseConvSimd} from './depthwise-simd.js';
 import {convGeometry} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
-function simdDepthwise(args: KernelArgs<DepthwiseConv2dNativeAttrs>): TensorInfo | undefined {
+/** y for the cases depthwise-simd covers, else undefined: wasm's own DepthwiseConv2dNative's fast path. */
+export function simdDepthwiseConv(args: KernelArgs<DepthwiseConv2dNativeAttrs>): TensorInfo | undefined {
   const backend = args.backend as WasmBackend;
   const {x, filter} = args.inputs as {x: TensorInfo; filter: TensorInfo};
   const {strides, pad, dilations, dimRoundingMode} = args.attrs!;
@@ -22,24 +23,4 @@ function simdDepthwise(args: KernelArgs<DepthwiseConv2dNativeAttrs>): TensorInfo
   if (info.dilationHeight !== 1 || info.dilationWidth !== 1 || info.dataFormat !== 'channelsLast') return undefined;
   const g = convGeometry(info);
   return fitsDepthwiseConvSimd(g) ? depthwiseConvSimd(backend, x, filter, g, info.outShape) : undefined;
-}
-
-/** Whether config is already the wrapper below (so that registering twice never wraps it again). */
-export function isDtrainDepthwiseConv2dNative(config: KernelConfig): boolean {
-  return config.kernelFunc.name === 'dtrainDepthwiseConv2dNative';
-}
-
-/** Wraps wasm's own DepthwiseConv2dNative (which every other case still uses). */
-export function makeDepthwiseConv2dNativeConfig(wasmOwn: KernelConfig): KernelConfig {
-  function dtrainDepthwiseConv2dNative(args: KernelArgs<DepthwiseConv2dNativeAttrs>) {
-    return simdDepthwise(args) ?? wasmOwn.kernelFunc(args as Parameters<KernelFunc>[0]);
-  }
-  return {
-    kernelName: DepthwiseConv2dNative,
-    backendName: 'wasm',
-    // wasm binds its C function in setupFunc, which the engine calls only for the registered config.
-    setupFunc: wasmOwn.setupFunc,
-    disposeFunc: wasmOwn.disposeFunc,
-    kernelFunc: dtrainDepthwiseConv2dNative as unknown as KernelFunc,
-  };
 }

@@ -249,6 +249,25 @@ export function chunkedMatMul(backend: WasmBackend, outShape: number[], rows: nu
   return out;
 }
 
+const fastPathName = (kernelName: string) => `dtrain${kernelName}`;
+
+/**
+ * wasm's own kernel `wasmOwn` with `fast` tried first: a faster path for some of its cases, which
+ * returns undefined to leave the rest to it. The wrapper keeps wasm's setupFunc (which binds the C
+ * function, and which the engine calls only for the registered config) and is named
+ * dtrain<KernelName>, so that hasFastPath sees it and registering twice never wraps it again.
+ */
+export function withFastPath<A>(wasmOwn: KernelConfig, fast: (args: KernelArgs<A>) => TensorInfo | undefined): KernelConfig {
+  const kernelFunc = (args: KernelArgs<A>) => fast(args) ?? wasmOwn.kernelFunc(args as unknown as Parameters<KernelFunc>[0]);
+  Object.defineProperty(kernelFunc, 'name', {value: fastPathName(wasmOwn.kernelName)});
+  return {...wasmOwn, kernelFunc: kernelFunc as unknown as KernelFunc};
+}
+
+/** Whether config is already a withFastPath wrapper. */
+export function hasFastPath(config: KernelConfig): boolean {
+  return config.kernelFunc.name === fastPathName(config.kernelName);
+}
+
 /** Registers config, replacing a kernel the backend already has under that name. */
 export function replaceKernel(config: KernelConfig): void {
   if (getKernel(config.kernelName, config.backendName) !== undefined) unregisterKernel(config.kernelName, config.backendName);

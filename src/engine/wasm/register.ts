@@ -6,18 +6,24 @@
  */
 import '@tensorflow/tfjs-backend-wasm';
 import {Cast, Conv2D, Conv2DBackpropInput, DepthwiseConv2dNative, getKernel} from '@tensorflow/tfjs-core';
-import type {KernelConfig} from '@tensorflow/tfjs-core';
+import type {KernelConfig, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {registerBatchNormKernels} from '../batchnorm-kernels.js';
-import {isDtrainCast, makeCastConfig} from './cast.js';
+import {sameDtypeCast} from './cast.js';
 import {conv2DBackpropFilterConfig} from './conv2d-backprop-filter.js';
-import {isDtrainConv2DBackpropInput, makeConv2DBackpropInputConfig} from './conv2d-backprop-input.js';
-import {isDtrainConv2D, makeConv2DConfig} from './conv2d-pointwise.js';
+import {pointwiseBackpropInput} from './conv2d-backprop-input.js';
+import {pointwiseConv2D} from './conv2d-pointwise.js';
 import {depthwiseConv2dNativeBackpropFilterConfig} from './depthwise-backprop-filter.js';
 import {depthwiseConv2dNativeBackpropInputConfig} from './depthwise-backprop-input.js';
-import {isDtrainDepthwiseConv2dNative, makeDepthwiseConv2dNativeConfig} from './depthwise-forward.js';
+import {simdDepthwiseConv} from './depthwise-forward.js';
 import {sharedIdentityConfig} from './identity.js';
-import {replaceKernel} from './kernel-utils.js';
+import {hasFastPath, type KernelArgs, replaceKernel, withFastPath} from './kernel-utils.js';
+
+/** Gives wasm's own kernel `name` dtrain's fast path for some of its cases (the rest stay its own). */
+function addFastPath<A>(name: string, fast: (args: KernelArgs<A>) => TensorInfo | undefined): void {
+  const wasmOwn = getKernel(name, 'wasm') as KernelConfig | undefined;
+  if (wasmOwn !== undefined && !hasFastPath(wasmOwn)) replaceKernel(withFastPath(wasmOwn, fast));
+}
 
 let registered = false;
 export function registerWasmTrainingKernels(): void {
@@ -26,14 +32,10 @@ export function registerWasmTrainingKernels(): void {
   replaceKernel(conv2DBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropFilterConfig);
   replaceKernel(depthwiseConv2dNativeBackpropInputConfig);
-  const wasmDepthwise = getKernel(DepthwiseConv2dNative, 'wasm') as KernelConfig | undefined;
-  if (wasmDepthwise !== undefined && !isDtrainDepthwiseConv2dNative(wasmDepthwise)) replaceKernel(makeDepthwiseConv2dNativeConfig(wasmDepthwise));
-  const wasmConv2D = getKernel(Conv2D, 'wasm') as KernelConfig | undefined;
-  if (wasmConv2D !== undefined && !isDtrainConv2D(wasmConv2D)) replaceKernel(makeConv2DConfig(wasmConv2D));
-  const wasmOwn = getKernel(Conv2DBackpropInput, 'wasm') as KernelConfig | undefined;
-  if (wasmOwn !== undefined && !isDtrainConv2DBackpropInput(wasmOwn)) replaceKernel(makeConv2DBackpropInputConfig(wasmOwn));
+  addFastPath(Conv2D, pointwiseConv2D);
+  addFastPath(Conv2DBackpropInput, pointwiseBackpropInput);
+  addFastPath(DepthwiseConv2dNative, simdDepthwiseConv);
+  addFastPath(Cast, sameDtypeCast);
   replaceKernel(sharedIdentityConfig);
-  const wasmCast = getKernel(Cast, 'wasm') as KernelConfig | undefined;
-  if (wasmCast !== undefined && !isDtrainCast(wasmCast)) replaceKernel(makeCastConfig(wasmCast));
   registerBatchNormKernels();
 }
