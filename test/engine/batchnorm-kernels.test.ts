@@ -141,23 +141,28 @@ for (const backend of ['cpu', 'wasm']) {
     tf.dispose([x, mean, variance, kMean, kVariance, dy, xhat, scale, ...ops]);
   });
 
-  test(`${backend}: repeated calls, inside tidy or not, keep no tensors`, async () => {
+  test(`${backend}: repeated calls, inside tidy or not, keep no tensors and no backend buffers (JS and SIMD shapes)`, async () => {
     await tf.setBackend(backend);
-    const x = tf.tensor4d(xData, SHAPE);
-    const scale = tf.tensor1d(scaleData);
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 5; i++) {
-      tf.tidy(() => {
-        const [mean, variance] = batchMoments(x);
-        const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))) as tf.Tensor4D;
-        return batchNormGrad(x, xhat, scale)[0];
-      }).dispose();
-      const outs = [...batchMoments(x), ...batchNormGrad(x, x, scale)];
-      assert.equal(tf.memory().numTensors, before + 5);
-      tf.dispose(outs);
+    const buffers = () => (tf.backend() as unknown as {numDataIds(): number}).numDataIds();
+    for (const {shape, x: data, scale: scaleValues} of CASES) {
+      const x = tf.tensor4d(data, shape);
+      const scale = tf.tensor1d(scaleValues);
+      const before = tf.memory().numTensors;
+      const buffersBefore = buffers();
+      for (let i = 0; i < 5; i++) {
+        tf.tidy(() => {
+          const [mean, variance] = batchMoments(x);
+          const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))) as tf.Tensor4D;
+          return batchNormGrad(x, xhat, scale)[0];
+        }).dispose();
+        const outs = [...batchMoments(x), ...batchNormGrad(x, x, scale)];
+        assert.equal(tf.memory().numTensors, before + 5);
+        tf.dispose(outs);
+      }
+      assert.equal(tf.memory().numTensors, before);
+      assert.equal(buffers(), buffersBefore, `[${shape}]: every scratch buffer freed`);
+      tf.dispose([x, scale]);
     }
-    assert.equal(tf.memory().numTensors, before);
-    tf.dispose([x, scale]);
   });
 
   test(`${backend}: a customGrad BatchNorm built on the kernels has autodiff's gradients`, async () => {
