@@ -7,15 +7,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {BATCH_MOMENTS, batchMomentsConfigs} from './wasm/batch-moments.js';
-import {BATCH_NORM_FORWARD, batchNormForwardConfig, fitsSimdPasses} from './wasm/batchnorm-simd.js';
+import {BATCH_NORM_FORWARD, BATCH_NORM_TRAIN_FORWARD, batchNormForwardConfig, batchNormTrainForwardConfig, fitsSimdPasses} from './wasm/batchnorm-simd.js';
 import {BATCH_NORM_GRAD, batchNormGradConfigs} from './wasm/batchnorm-grad.js';
 import {RUNNING_STATS, runningStatsConfigs} from './wasm/running-stats.js';
 
-export {BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, RUNNING_STATS};
+export {BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, BATCH_NORM_TRAIN_FORWARD, RUNNING_STATS};
 
-/** Registers the kernels (three for wasm and cpu, the one-pass forward for wasm); idempotent (runs at import of this module). */
+/** Registers the kernels (three for wasm and cpu, the one-pass and the whole training forward for wasm); idempotent (runs at import of this module). */
 export function registerBatchNormKernels(): void {
-  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs, ...runningStatsConfigs, batchNormForwardConfig]) {
+  for (const config of [...batchMomentsConfigs, ...batchNormGradConfigs, ...runningStatsConfigs, batchNormForwardConfig, batchNormTrainForwardConfig]) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
   }
 }
@@ -52,6 +52,33 @@ export function batchNormForward(x: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.T
     return tf.engine().runKernel(BATCH_NORM_FORWARD, {x, scale, shift, mean, invStd}, {}) as unknown as [tf.Tensor4D, tf.Tensor4D];
   }
   return batchNormForwardOps(x, scale, shift, mean, invStd);
+}
+
+/**
+ * Training-mode BatchNorm's forward from x, γ and β: [y, x̂, scale = γ·invStd, batch mean, biased
+ * batch variance], with invStd = rsqrt(variance + eps) and y = x·scale + (β − mean·scale). One
+ * kernel on wasm (DtrainBatchNormTrainForward); elsewhere the moments, four tf ops and
+ * batchNormForward. The same bits either way.
+ */
+export function batchNormTrainForward(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): [y: tf.Tensor4D, xhat: tf.Tensor4D, scale: tf.Tensor1D, mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  if (hasKernel(BATCH_NORM_TRAIN_FORWARD) && fitsSimdPasses(x)) {
+    return tf.engine().runKernel(BATCH_NORM_TRAIN_FORWARD, {x, gamma, beta}, {epsilon}) as unknown as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
+  }
+  return batchNormTrainForwardOps(x, gamma, beta, epsilon);
+}
+
+/** batchNormTrainForward without the one-kernel path. */
+export function batchNormTrainForwardOps(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): [y: tf.Tensor4D, xhat: tf.Tensor4D, scale: tf.Tensor1D, mean: tf.Tensor1D, variance: tf.Tensor1D] {
+  const [mean, variance] = batchMoments(x);
+  const [y, xhat, scale] = tf.tidy(() => {
+    const invStd = tf.rsqrt(tf.add(variance, epsilon)) as tf.Tensor1D;
+    const scale = tf.mul(gamma, invStd) as tf.Tensor1D;
+    // PyTorch's order (y = x·α + (β − mean·α)) rather than (x̂·γ + β): same maths, but rounding
+    // like the reference keeps ReLU inputs that sit within float32 noise of zero on its side.
+    const shift = tf.sub(beta, tf.mul(mean, scale)) as tf.Tensor1D;
+    return [...batchNormForward(x, scale, shift, mean, invStd), scale] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D];
+  });
+  return [y, xhat, scale, mean, variance];
 }
 
 /** batchNormForward with tf ops only. */

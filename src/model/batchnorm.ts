@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-import {batchMoments, batchNormForward, batchNormGrad, runningStats} from '../engine/batchnorm-kernels.js';
+import {batchNormGrad, batchNormTrainForward, runningStats} from '../engine/batchnorm-kernels.js';
 import {BN_EPS, BN_MOMENTUM} from './architecture.js';
 
 /** Batch statistics of one training-mode BatchNorm call (biased variance, as used to normalise). */
@@ -21,13 +21,7 @@ export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tens
   let stats: BatchStats | undefined;
   const op = tf.customGrad((xIn, gIn, bIn, save) => {
     const input = xIn as tf.Tensor4D;
-    const [mean, variance] = batchMoments(input);
-    const invStd = tf.rsqrt(tf.add(variance, BN_EPS)) as tf.Tensor1D;
-    const scale = tf.mul(gIn as tf.Tensor1D, invStd) as tf.Tensor1D;
-    // PyTorch's order (y = x·α + (β − mean·α)) rather than (x̂·γ + β): same maths, but rounding
-    // like the reference keeps ReLU inputs that sit within float32 noise of zero on its side.
-    const shift = tf.sub(bIn as tf.Tensor1D, tf.mul(mean, scale)) as tf.Tensor1D;
-    const [y, xhat] = batchNormForward(input, scale, shift, mean, invStd);
+    const [y, xhat, scale, mean, variance] = batchNormTrainForward(input, gIn as tf.Tensor1D, bIn as tf.Tensor1D, BN_EPS);
     (save as tf.GradSaveFunc)([xhat, scale]);
     stats = {mean: tf.keep(mean), variance: tf.keep(variance), count: input.shape[0] * input.shape[1] * input.shape[2]};
     return {

@@ -8,8 +8,8 @@ import {test} from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {
-  BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, batchMoments, batchMomentsOps, batchNormForward, batchNormForwardOps, batchNormGrad, batchNormGradOps,
-  RUNNING_STATS, runningStats, runningStatsOps,
+  BATCH_MOMENTS, BATCH_NORM_FORWARD, BATCH_NORM_GRAD, BATCH_NORM_TRAIN_FORWARD, batchMoments, batchMomentsOps, batchNormForward, batchNormForwardOps, batchNormGrad,
+  batchNormGradOps, batchNormTrainForward, batchNormTrainForwardOps, RUNNING_STATS, runningStats, runningStatsOps,
 } from '../../src/engine/batchnorm-kernels.js';
 import {batchNormBackward} from '../../src/engine/wasm/batchnorm-grad.js';
 import {maxRelErr, normalArray, relL2} from './compare.js';
@@ -238,4 +238,27 @@ test('wasm: the BatchNorm backward with its SIMD sums and dx pass gives the JS l
   assert.deepEqual(await got[1].data(), want.dgamma);
   assert.deepEqual(await got[2].data(), want.dbeta);
   tf.dispose([dy, xhat, scale, ...got]);
+});
+
+test('wasm: the whole training forward in one kernel gives the seven kernels\' y, x̂, scale, mean and variance bit for bit, and keeps nothing', async () => {
+  await tf.setBackend('wasm');
+  assert.ok(tf.getKernel(BATCH_NORM_TRAIN_FORWARD, 'wasm') !== undefined);
+  const buffers = () => (tf.backend() as unknown as {numDataIds(): number}).numDataIds();
+  // The 20-channel case (means far from 0), a model-like one, and one of γ near 0 and β large.
+  const cases = [CASES[1], {shape: [8, 8, 8, 24] as Shape, x: normalArray(8 * 8 * 8 * 24, 21, 0.3, 2), scale: normalArray(24, 22, 1, 0.5)}];
+  for (const [k, {shape, x: data, scale: gammaData}] of cases.entries()) {
+    const x = tf.tensor4d(data, shape);
+    const gamma = tf.tensor1d(k === 0 ? gammaData : gammaData.map((g) => g * 1e-3));
+    const beta = tf.tensor1d(normalArray(shape[3], 23, k === 0 ? 0 : 40, 1));
+    const before = [tf.memory().numTensors, buffers()];
+    const got = batchNormTrainForward(x, gamma, beta, 1e-5);
+    assert.equal(tf.memory().numTensors, before[0] + 5, 'five outputs, nothing else');
+    const want = batchNormTrainForwardOps(x, gamma, beta, 1e-5);
+    for (const [i, what] of ['y', 'x̂', 'scale', 'mean', 'variance'].entries()) {
+      assert.deepEqual(await got[i].data(), await want[i].data(), `[${shape}]: ${what}`);
+    }
+    tf.dispose([...got, ...want]);
+    assert.deepEqual([tf.memory().numTensors, buffers()], before, 'no tensor and no scratch buffer left');
+    tf.dispose([x, gamma, beta]);
+  }
 });
