@@ -203,7 +203,7 @@ export function matMulNN(backend: WasmBackend, a: TensorInfo, b: TensorInfo, row
 }
 
 /** Adds Σ_p a[p, :]ᵀ·b[p, :] for `pixels` rows of a [·, rows] and b [·, cols] at these heap byte addresses. */
-export type AddOuterProducts = (a: number, b: number, pixels: number) => void;
+type AddOuterProducts = (a: number, b: number, pixels: number) => void;
 
 /**
  * out [rows, cols] (given `outShape`) = Σ over every block `feed` hands to `add` of aᵀ·b, where a
