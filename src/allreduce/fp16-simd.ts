@@ -11,7 +11,7 @@
  * so every machine gives the same bits.
  */
 
-import {BR_IF_LOOP, END, F32, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec, webAssembly} from '../util/wasm-assembler.js';
+import {addTo, countdown, END, F32, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec, webAssembly} from '../util/wasm-assembler.js';
 
 /** Locals of every function: parameters first (fixed per function), then these v128 temporaries. */
 interface Temps {
@@ -69,8 +69,7 @@ function sumAcc(t: Temps): number[] {
 
 /** loop { body; ptrs += steps; n -= 8; } while n > 0 (n a positive multiple of 8). */
 function loop8(n: number, body: number[], advance: Array<[number, number]>): number[] {
-  const bump = advance.flatMap(([local, bytes]) => [...get(local), ...i32const(bytes), i32.add, ...set(local)]);
-  return [...LOOP, ...body, ...bump, ...get(n), ...i32const(8), i32.sub, i32.tee, n, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END];
+  return [...LOOP, ...body, ...advance.flatMap(([local, bytes]) => addTo(local, ...i32const(bytes))), ...countdown(n, 8), END];
 }
 
 const TEMP_COUNT = 9;

@@ -78,6 +78,13 @@ export const LOOP = [0x03, 0x40];
 export const BR_IF_LOOP = [0x0d, 0x00];
 export const END = 0x0b;
 
+/** local += value (an i32 expression: a constant, a local, a product…). */
+export const addTo = (local: number, ...value: number[]) => [...get(local), ...value, i32.add, ...set(local)];
+/** counter += step (an i32 expression); loop again while it is below local `end` (the end of a LOOP body). */
+export const advanceBelow = (counter: number, end: number, ...step: number[]) => [...get(counter), ...step, i32.add, i32.tee, counter, ...get(end), i32.ltS, ...BR_IF_LOOP];
+/** counter −= by; loop again while it is still above 0 (the end of a LOOP body). */
+export const countdown = (counter: number, by = 1) => [...get(counter), ...i32const(by), i32.sub, i32.tee, counter, ...i32const(0), i32.gtS, ...BR_IF_LOOP];
+
 export function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];
 }

@@ -13,7 +13,7 @@
  */
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
+import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
 import {simdChannelSum, simdSquaredDeviations} from './channel-sums-simd.js';
 import {disposeInfos, heapAddress, heapF32, heapKernels, requireFloat32} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
@@ -27,9 +27,9 @@ export const BATCH_NORM_TRAIN_FORWARD = 'DtrainBatchNormTrainForward';
  * offset of the current 4 channels in a row (0, 16, …), for the per-channel parameters.
  */
 function rowLoop(rows: number, channelBytes: number, p: number, streams: number[], locals: number[][], body: number[]): number[] {
-  const advance = streams.flatMap((local) => [...get(local), ...i32const(16), i32.add, ...set(local)]);
-  const columns = [...LOOP, ...body, ...advance, ...get(p), ...i32const(16), i32.add, i32.tee, p, ...get(channelBytes), i32.ltS, ...BR_IF_LOOP, END];
-  const loops = [...LOOP, ...i32const(0), ...set(p), ...columns, ...get(rows), ...i32const(1), i32.sub, i32.tee, rows, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END];
+  const advance = streams.flatMap((local) => addTo(local, ...i32const(16)));
+  const columns = [...LOOP, ...body, ...advance, ...advanceBelow(p, channelBytes, ...i32const(16)), END];
+  const loops = [...LOOP, ...i32const(0), ...set(p), ...columns, ...countdown(rows), END];
   return functionCode(locals, loops);
 }
 

@@ -5,7 +5,7 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
+import {addTo, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
 import {heapAddress, heapKernels} from './kernel-utils.js';
 import type {WasmBackend} from './kernel-utils.js';
 
@@ -31,11 +31,9 @@ function copyCode(interleave: boolean): number[] {
         ...get(ap), ...get(va), ...get(vb), ...op.shuffle([...lanes(0), ...lanes(8), ...lanes(16), ...lanes(24)]), ...op.store(),
         ...get(bp), ...get(va), ...get(vb), ...op.shuffle([...lanes(4), ...lanes(12), ...lanes(20), ...lanes(28)]), ...op.store(),
       ];
-  const step = (local: number, bytes: number) => [...get(local), ...i32const(bytes), i32.add, ...set(local)];
   const pixel = [
     ...get(groups), ...set(g),
-    ...LOOP, ...body, ...step(ap, 16), ...step(bp, 16), ...step(pp, 32),
-    ...get(g), ...i32const(1), i32.sub, i32.tee, g, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END,
+    ...LOOP, ...body, ...addTo(ap, ...i32const(16)), ...addTo(bp, ...i32const(16)), ...addTo(pp, ...i32const(32)), ...countdown(g), END,
   ];
   // Each pixel's vectors start a row of the halves and of the part; the loop above moved the
   // pointers by groups·16 (halves) and groups·32 (part), so the rows' remainders are skipped here.
@@ -43,7 +41,7 @@ function copyCode(interleave: boolean): number[] {
   const loop = [
     ...LOOP, ...pixel,
     ...skip(ap, halfBytes, 16), ...skip(bp, halfBytes, 16), ...skip(pp, partBytes, 32),
-    ...get(pixels), ...i32const(1), i32.sub, i32.tee, pixels, ...i32const(0), i32.gtS, ...BR_IF_LOOP, END,
+    ...countdown(pixels), END,
   ];
   return functionCode([[4, I32], [2, V128]], [...get(a), ...set(ap), ...get(b), ...set(bp), ...get(part), ...set(pp), ...loop]);
 }

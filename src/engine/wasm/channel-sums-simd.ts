@@ -12,7 +12,7 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
+import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
 import {blockRows, disposeInfos, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
 import type {WasmBackend} from './kernel-utils.js';
 
@@ -52,9 +52,9 @@ function kindCode(kind: Kind, G: number): number[] {
       ...(kind === 'sumdot' ? [...get(bp), ...op.load(16 * v), ...set(vb)] : []),
       ...accumulate(2 * v, 0), ...accumulate(2 * v + 1, 1),
     ]).flat(),
-    ...get(ap), ...get(rowBytes), i32.add, ...set(ap),
-    ...(kind === 'sumdot' ? [...get(bp), ...get(rowBytes), i32.add, ...set(bp)] : []),
-    ...get(cnt), ...i32const(1), i32.sub, i32.tee, cnt, ...i32const(0), i32.gtS, ...BR_IF_LOOP,
+    ...addTo(ap, ...get(rowBytes)),
+    ...(kind === 'sumdot' ? addTo(bp, ...get(rowBytes)) : []),
+    ...countdown(cnt),
   ];
   // Float64 sums sit at twice the float32 byte offset; sumdot's second set C·8 bytes further.
   const flush = [
@@ -73,7 +73,7 @@ function kindCode(kind: Kind, G: number): number[] {
     ...get(n), ...set(cnt),
     ...LOOP, ...row, END,
     ...flush,
-    ...get(ch), ...i32const(16 * G), i32.add, i32.tee, ch, ...get(channelEnd), i32.ltS, ...BR_IF_LOOP,
+    ...advanceBelow(ch, channelEnd, ...i32const(16 * G)),
   ];
   const body = [
     ...i32const(0), ...set(r0),
@@ -82,7 +82,7 @@ function kindCode(kind: Kind, G: number): number[] {
     ...get(rows), ...get(r0), i32.sub, ...set(n), ...get(n), ...get(block), ...get(n), ...get(block), i32.ltS, i32.select, ...set(n),
     ...get(channelBegin), ...set(ch),
     ...LOOP, ...channelBlock, END,
-    ...get(r0), ...get(block), i32.add, i32.tee, r0, ...get(rows), i32.ltS, ...BR_IF_LOOP,
+    ...advanceBelow(r0, rows, ...get(block)),
     END,
   ];
   return functionCode([[7, I32], [sets * 2 * G + 2 * G + 3, V128]], body);

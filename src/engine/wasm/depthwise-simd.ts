@@ -11,7 +11,7 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
+import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
 import {disposeInfos, heapAddress, heapF32, heapKernels, tapRanges} from './kernel-utils.js';
 import type {ConvGeometry, WasmBackend} from './kernel-utils.js';
 
@@ -32,16 +32,14 @@ function tapCode(G: number): number[] {
   const dv = xv + 1;
   const upperToLower = op.shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
   const widened = (local: number, h: number) => [...get(local), ...(h === 1 ? [...get(local), ...upperToLower] : []), ...op.promoteLow];
-  const add = (local: number, step: number[]) => [...get(local), ...step, i32.add, ...set(local)];
-  const countdown = (counter: number) => [...get(counter), ...i32const(1), i32.sub, i32.tee, counter, ...i32const(0), i32.gtS, ...BR_IF_LOOP];
   const pixel = [
     ...Array.from({length: G}, (_, v) => [
       ...get(xp), ...op.load(16 * v), ...set(xv),
       ...get(dp), ...op.load(16 * v), ...set(dv),
       ...[0, 1].flatMap((h) => [...get(sums + 2 * v + h), ...widened(xv, h), ...widened(dv, h), ...op.dmul, ...op.dadd, ...set(sums + 2 * v + h)]),
     ]).flat(),
-    ...add(xp, get(xColStep)),
-    ...add(dp, get(dyColStep)),
+    ...addTo(xp, ...get(xColStep)),
+    ...addTo(dp, ...get(dyColStep)),
     ...countdown(cnt),
   ];
   // acc is float64: channel byte offset ch (float32) is 2·ch there.
@@ -56,20 +54,20 @@ function tapCode(G: number): number[] {
     ...get(cols), ...set(cnt),
     ...LOOP, ...pixel, END,
     ...flush,
-    ...get(ch), ...i32const(16 * G), i32.add, i32.tee, ch, ...get(channelEnd), i32.ltS, ...BR_IF_LOOP,
+    ...advanceBelow(ch, channelEnd, ...i32const(16 * G)),
   ];
   const row = [
     ...get(channelBegin), ...set(ch),
     ...LOOP, ...block, END,
-    ...add(xRow, get(xRowStep)),
-    ...add(dyRow, get(dyRowStep)),
+    ...addTo(xRow, ...get(xRowStep)),
+    ...addTo(dyRow, ...get(dyRowStep)),
     ...countdown(r),
   ];
   const image = [
     ...get(xImg), ...set(xRow), ...get(dyImg), ...set(dyRow), ...get(rows), ...set(r),
     ...LOOP, ...row, END,
-    ...add(xImg, get(xImage)),
-    ...add(dyImg, get(dyImage)),
+    ...addTo(xImg, ...get(xImage)),
+    ...addTo(dyImg, ...get(dyImage)),
     ...countdown(b),
   ];
   const body = [...get(x), ...set(xImg), ...get(dy), ...set(dyImg), ...get(images), ...set(b), ...LOOP, ...image, END];
@@ -96,8 +94,6 @@ function convCode(nKh: number, nKw: number): number[] {
   const offset = (t: number) => 25 + t; // x's byte offset of tap t from the pixel's first tap
   const filter = (t: number) => 25 + taps + t; // v128: the group's filter vector of tap t
   const acc = 25 + 2 * taps;
-  const add = (local: number, step: number[]) => [...get(local), ...step, i32.add, ...set(local)];
-  const countdown = (counter: number) => [...get(counter), ...i32const(1), i32.sub, i32.tee, counter, ...i32const(0), i32.gtS, ...BR_IF_LOOP];
   // Tap t is (kh, kw) = (t mod nKh, ⌊t / nKh⌋): columns outer, XNNPACK's order (its packed filter
   // is [kW][kH]), so each output's sum is its depthwise kernel's, bit for bit.
   const tapOffset = (rowStride: number, t: number) => [...get(rowStride), ...i32const(t % nKh), i32.mul, ...get(pixel), ...i32const(Math.floor(t / nKh)), i32.mul, i32.add];
@@ -105,13 +101,13 @@ function convCode(nKh: number, nKw: number): number[] {
     ...splat32(0), ...set(acc),
     ...Array.from({length: taps}, (_, t) => [...get(acc), ...get(xp), ...get(offset(t)), i32.add, ...op.load(), ...get(filter(t)), ...op.fmul, ...op.fadd, ...set(acc)]).flat(),
     ...get(yp), ...get(acc), ...op.store(),
-    ...add(xp, get(xColStep)), ...add(yp, get(pixel)),
+    ...addTo(xp, ...get(xColStep)), ...addTo(yp, ...get(pixel)),
     ...countdown(c),
   ];
   const row = [
     ...get(xr), ...set(xp), ...get(yr), ...set(yp), ...get(cols), ...set(c),
     ...LOOP, ...column, END,
-    ...add(xr, get(xRowStep)), ...add(yr, get(yRowStep)),
+    ...addTo(xr, ...get(xRowStep)), ...addTo(yr, ...get(yRowStep)),
     ...countdown(r),
   ];
   // Images outermost: one image's rows stay in L1 while its channel groups pass.
@@ -119,12 +115,12 @@ function convCode(nKh: number, nKw: number): number[] {
     ...Array.from({length: taps}, (_, t) => [...get(w), ...get(g), i32.add, ...tapOffset(wTapRow, t), i32.add, ...op.load(), ...set(filter(t))]).flat(),
     ...get(xi), ...get(g), i32.add, ...set(xr), ...get(yi), ...get(g), i32.add, ...set(yr), ...get(rows), ...set(r),
     ...LOOP, ...row, END,
-    ...get(g), ...i32const(16), i32.add, i32.tee, g, ...get(pixel), i32.ltS, ...BR_IF_LOOP,
+    ...advanceBelow(g, pixel, ...i32const(16)),
   ];
   const image = [
     ...i32const(0), ...set(g),
     ...LOOP, ...group, END,
-    ...add(xi, get(xImageStep)), ...add(yi, get(yImageStep)),
+    ...addTo(xi, ...get(xImageStep)), ...addTo(yi, ...get(yImageStep)),
     ...countdown(n),
   ];
   const body = [

@@ -18,7 +18,7 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
-import {BR_IF_LOOP, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
+import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
 import {disposeInfos, GEMM_CHUNK, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
 import type {WasmBackend} from './kernel-utils.js';
 
@@ -38,9 +38,8 @@ const [TI, TJ, CNT, C_AT, BP, AP] = [11, 12, 13, 14, 15, 16];
 const I32_LOCALS = 5 + 4;
 const SUMS = PARAMS + I32_LOCALS; // R·V float32x4 sums, then V vectors of B and one broadcast A value
 
-const add = (local: number, ...value: number[]) => [...get(local), ...value, i32.add, ...set(local)];
 const loopWhileBelow = (counter: number, step: number, end: number, body: number[]) =>
-  [...LOOP, ...body, ...get(counter), ...i32const(step), i32.add, i32.tee, counter, ...get(end), i32.ltS, ...BR_IF_LOOP, END];
+  [...LOOP, ...body, ...advanceBelow(counter, end, ...i32const(step)), END];
 
 /**
  * One tile: zero R·V sums, then for COUNT terms add a_r · B's V vectors (a_r broadcast by
@@ -57,7 +56,7 @@ function tileBody(R: number, V: number, loadA: (r: number) => number[], advance:
       ...Array.from({length: V}, (_, v) => [...get(sum(r, v)), ...get(a), ...get(b(v)), ...op.fmul, ...op.fadd, ...set(sum(r, v))]).flat(),
     ]).flat(),
     ...advance,
-    ...get(CNT), ...i32const(1), i32.sub, i32.tee, CNT, ...i32const(0), i32.gtS, ...BR_IF_LOOP,
+    ...countdown(CNT),
   ];
   return [
     ...Array.from({length: R * V}, (_, k) => [...splat32(0), ...set(SUMS + k)]).flat(),
@@ -68,15 +67,16 @@ function tileBody(R: number, V: number, loadA: (r: number) => number[], advance:
 }
 
 /**
- * The tile's sums into C at row `row(r)` (an i32 expression) and column TJ, C's rows `rowBytes`
- * apart: 'acc' adds them into float64 sums two lanes at a time, 'store' writes them as float32.
+ * The tile's sums into C at rows TI.., column TJ (C has B's columns, so its rows are B_STRIDE
+ * bytes apart as float32, twice that as float64): 'acc' adds them into float64 sums two lanes at
+ * a time, 'store' writes them as float32.
  */
-function flushCode(R: number, V: number, flush: Flush, row: (r: number) => number[], rowBytes: number[]): number[] {
+function flushCode(R: number, V: number, flush: Flush): number[] {
   const upperToLower = op.shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
   const sum = (r: number, v: number) => SUMS + r * V + v;
   const width = flush === 'acc' ? 3 : 2; // log2 of an element's bytes in C
   return Array.from({length: R}, (_, r) => [
-    ...get(C), ...row(r), ...rowBytes, i32.mul, i32.add, ...get(TJ), ...i32const(width), i32.shl, i32.add, ...set(C_AT),
+    ...get(C), ...get(TI), ...i32const(r), i32.add, ...get(B_STRIDE), ...(flush === 'acc' ? [...i32const(1), i32.shl] : []), i32.mul, i32.add, ...get(TJ), ...i32const(width), i32.shl, i32.add, ...set(C_AT),
     ...Array.from({length: V}, (_, v) => flush === 'store'
       ? [...get(C_AT), ...get(sum(r, v)), ...op.store(16 * v)]
       : [0, 1].flatMap((h) => [
@@ -96,8 +96,8 @@ function tnCode(R: number, V: number, flush: Flush): number[] {
   const tile = [
     ...start(A, A_STRIDE, TI), ...set(AP),
     ...start(B, B_STRIDE, TJ), ...set(BP),
-    ...tileBody(R, V, (r) => [...get(AP), ...op.load32splat(4 * r)], [...add(AP, ...get(A_STRIDE)), ...add(BP, ...get(B_STRIDE))],
-      flushCode(R, V, flush, (r) => [...get(TI), ...i32const(r), i32.add], [...get(B_STRIDE), ...(flush === 'acc' ? [...i32const(1), i32.shl] : [])])),
+    ...tileBody(R, V, (r) => [...get(AP), ...op.load32splat(4 * r)], [...addTo(AP, ...get(A_STRIDE)), ...addTo(BP, ...get(B_STRIDE))],
+      flushCode(R, V, flush)),
   ];
   const body = [...get(COL_BEGIN), ...set(TJ), ...loopWhileBelow(TJ, 4 * V, COL_END, [...get(ROW_BEGIN), ...set(TI), ...loopWhileBelow(TI, R, ROW_END, tile)])];
   return functionCode([[I32_LOCALS, I32], [R * V + V + 1, V128]], body);
@@ -113,8 +113,8 @@ function nnCode(R: number, V: number, flush: Flush): number[] {
   const tile = [
     ...Array.from({length: R}, (_, r) => [...get(A), ...get(TI), ...i32const(r), i32.add, ...get(A_STRIDE), i32.mul, i32.add, ...get(FROM), ...i32const(2), i32.shl, i32.add, ...set(ap(r))]).flat(),
     ...get(B), ...get(FROM), ...get(B_STRIDE), i32.mul, i32.add, ...get(TJ), ...i32const(2), i32.shl, i32.add, ...set(BP),
-    ...tileBody(R, V, (r) => [...get(ap(r)), ...op.load32splat()], [...Array.from({length: R}, (_, r) => add(ap(r), ...i32const(4))).flat(), ...add(BP, ...get(B_STRIDE))],
-      flushCode(R, V, flush, (r) => [...get(TI), ...i32const(r), i32.add], [...get(B_STRIDE), ...(flush === 'acc' ? [...i32const(1), i32.shl] : [])])),
+    ...tileBody(R, V, (r) => [...get(ap(r)), ...op.load32splat()], [...Array.from({length: R}, (_, r) => addTo(ap(r), ...i32const(4))).flat(), ...addTo(BP, ...get(B_STRIDE))],
+      flushCode(R, V, flush)),
   ];
   const body = [...get(ROW_BEGIN), ...set(TI), ...loopWhileBelow(TI, R, ROW_END, [...get(COL_BEGIN), ...set(TJ), ...loopWhileBelow(TJ, 4 * V, COL_END, tile)])];
   return functionCode([[I32_LOCALS, I32], [R * V + V + 1, V128]], body);
