@@ -6,7 +6,7 @@
 import type {KernelConfig, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {fitsSimdPasses} from './batchnorm-simd.js';
-import {simdChannelSum, simdSquaredDeviations} from './channel-sums-simd.js';
+import {simdMoments} from './channel-sums-simd.js';
 import {blockRows, cpuAndWasmConfigs, heapF32, requireFloat32, runF32Kernel, type WasmBackend} from './kernel-utils.js';
 
 export const BATCH_MOMENTS = 'DtrainBatchMoments';
@@ -56,22 +56,20 @@ export function channelMoments(x: Float32Array, channels: number, mean: Float32A
 }
 
 /** The same moments from WebAssembly SIMD sums (channel-sums-simd.ts), for x in the wasm heap. */
-function simdMoments(backend: WasmBackend, x: TensorInfo): TensorInfo[] {
+function simdMomentTensors(backend: WasmBackend, x: TensorInfo): TensorInfo[] {
   requireFloat32(x, 'x');
   const channels = x.shape[3];
-  const rows = x.shape[0] * x.shape[1] * x.shape[2];
-  const mu = simdChannelSum(backend, x).map((s) => s / rows);
-  const sq = simdSquaredDeviations(backend, x, mu);
+  const moments = simdMoments(backend, x);
   const [mean, variance] = [backend.makeOutput([channels], 'float32'), backend.makeOutput([channels], 'float32')];
-  heapF32(backend, mean).set(mu);
-  heapF32(backend, variance).set(sq.map((s) => s / rows));
+  heapF32(backend, mean).set(moments.mean);
+  heapF32(backend, variance).set(moments.variance);
   return [mean, variance];
 }
 
 export const batchMomentsConfigs: KernelConfig[] = cpuAndWasmConfigs(BATCH_MOMENTS, (backendName, {inputs, backend}) => {
   const {x} = inputs;
   if (x.shape.length !== 4) throw new Error(`${BATCH_MOMENTS}: x must be rank 4 (NHWC), got shape [${x.shape}]`);
-  if (backendName === 'wasm' && fitsSimdPasses(x)) return simdMoments(backend as WasmBackend, x);
+  if (backendName === 'wasm' && fitsSimdPasses(x)) return simdMomentTensors(backend as WasmBackend, x);
   const channels = x.shape[3];
   return runF32Kernel(backendName, backend, [x], [[channels], [channels]], ([xs], [mean, variance]) => channelMoments(xs, channels, mean, variance));
 });

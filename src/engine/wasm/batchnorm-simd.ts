@@ -14,8 +14,8 @@
 import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, V128, vec} from '../../util/wasm-assembler.js';
-import {simdChannelSum, simdSquaredDeviations} from './channel-sums-simd.js';
-import {disposeInfos, heapAddress, heapF32, heapKernels, requireFloat32} from './kernel-utils.js';
+import {simdMoments} from './channel-sums-simd.js';
+import {disposeInfos, float64Scratch, float64Values, heapAddress, heapF32, heapKernels, requireFloat32} from './kernel-utils.js';
 import type {KernelArgs, WasmBackend} from './kernel-utils.js';
 
 export const BATCH_NORM_FORWARD = 'DtrainBatchNormForward';
@@ -122,8 +122,7 @@ function batchNormTrainForward({inputs, backend, attrs}: KernelArgs): TensorInfo
     throw new Error(`${BATCH_NORM_TRAIN_FORWARD}: need NHWC x with channels a multiple of 4 and γ, β of [C], got [${x.shape}]`);
   }
   const rows = x.shape[0] * x.shape[1] * x.shape[2];
-  const mu = simdChannelSum(b, x).map((s) => s / rows);
-  const sq = simdSquaredDeviations(b, x, mu);
+  const moments = simdMoments(b, x);
   const f = Math.fround;
   const eps = f(Number(attrs?.epsilon));
   const [y, xhat] = [b.makeOutput(x.shape, 'float32'), b.makeOutput(x.shape, 'float32')];
@@ -132,8 +131,8 @@ function batchNormTrainForward({inputs, backend, attrs}: KernelArgs): TensorInfo
     // Views after every allocation (they may grow the heap).
     const [g, be, sc, m, v, sh, inv] = [gamma, beta, scale, mean, variance, shift, invStd].map((t) => heapF32(b, t));
     for (let c = 0; c < channels; c++) {
-      m[c] = mu[c];
-      v[c] = sq[c] / rows;
+      m[c] = moments.mean[c];
+      v[c] = moments.variance[c];
       inv[c] = f(1 / f(Math.sqrt(f(v[c] + eps))));
       sc[c] = f(g[c] * inv[c]);
       sh[c] = f(be[c] - f(m[c] * sc[c]));
@@ -155,19 +154,18 @@ export const batchNormTrainForwardConfig: KernelConfig = {kernelName: BATCH_NORM
 export function simdInputGradient(backend: WasmBackend, dy: TensorInfo, xhat: TensorInfo, dx: TensorInfo, a: Float64Array, o: Float64Array, b: Float64Array): boolean {
   if (!fitsSimdPasses(dy)) return false;
   const channels = a.length;
-  // The factors go into the heap as float64 (a tensor of 6C + 2 floats, the view 8-byte aligned).
-  const scratch = backend.makeOutput([6 * channels + 2], 'float32');
+  // The factors go into the heap as float64.
+  const scratch = float64Scratch(backend, 3 * channels);
   try {
-    const view = heapF32(backend, scratch);
-    const base = Math.ceil(view.byteOffset / 8) * 8;
-    const factors = new Float64Array(view.buffer, base, 3 * channels);
+    const factors = float64Values(backend, scratch);
     factors.set(a);
     factors.set(o, channels);
     factors.set(b, 2 * channels);
     const at = (t: TensorInfo) => heapAddress(backend, t);
+    const {base} = scratch;
     kernelsFor(backend).inputGradient(at(dy), at(xhat), at(dx), base, base + 8 * channels, base + 16 * channels, dy.shape[0] * dy.shape[1] * dy.shape[2], channels * 4);
   } finally {
-    disposeInfos(backend, [scratch]);
+    disposeInfos(backend, [scratch.tensor]);
   }
   return true;
 }

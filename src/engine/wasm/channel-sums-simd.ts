@@ -13,7 +13,7 @@
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
 import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
-import {blockRows, disposeInfos, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
+import {blockRows, disposeInfos, float64Scratch, float64Values, heapAddress, heapKernels} from './kernel-utils.js';
 import type {WasmBackend} from './kernel-utils.js';
 
 const KINDS = ['sum', 'sqdev', 'sumdot'] as const;
@@ -112,32 +112,30 @@ function channelSums(backend: WasmBackend, kind: Kind, x: TensorInfo, other: Ten
   const channels = x.shape[3];
   const rows = x.shape[0] * x.shape[1] * x.shape[2];
   const sets = kind === 'sumdot' ? 2 : 1;
-  // float64 sums (and means) 8-byte aligned in a float32 scratch tensor
-  const scratch = backend.makeOutput([2 * (sets + 1) * channels + 2], 'float32');
+  // The sums, then the means.
+  const scratch = float64Scratch(backend, (sets + 1) * channels);
   try {
-    const base = Math.ceil(heapAddress(backend, scratch) / 8) * 8;
-    const f64 = new Float64Array(heapF32(backend, scratch).buffer, base, (sets + 1) * channels);
-    f64.fill(0, 0, sets * channels);
-    if (means) f64.set(means, sets * channels);
+    if (means) float64Values(backend, scratch).set(means, sets * channels);
     const bytes = 4 * channels;
     const full = 32 * Math.floor(channels / 8);
-    const args = [heapAddress(backend, x), other ? heapAddress(backend, other) : 0, base, base + 8 * sets * channels, rows, bytes, blockRows(channels)] as const;
+    const args = [heapAddress(backend, x), other ? heapAddress(backend, other) : 0, scratch.base, scratch.base + 8 * sets * channels, rows, bytes, blockRows(channels)] as const;
     if (full > 0) kernels[`${kind}2`](...args, 0, full);
     if (full < bytes) kernels[`${kind}1`](...args, full, bytes);
-    return f64.slice(0, sets * channels);
+    return float64Values(backend, scratch).slice(0, sets * channels);
   } finally {
-    disposeInfos(backend, [scratch]);
+    disposeInfos(backend, [scratch.tensor]);
   }
 }
 
-/** Per-channel float64 Σ x of x viewed as [rows, C] (fitsSimdPasses(x) must hold). */
-export function simdChannelSum(backend: WasmBackend, x: TensorInfo): Float64Array {
-  return channelSums(backend, 'sum', x, undefined);
-}
-
-/** Per-channel float64 Σ (x − means)² (fitsSimdPasses(x) must hold). */
-export function simdSquaredDeviations(backend: WasmBackend, x: TensorInfo, means: Float64Array): Float64Array {
-  return channelSums(backend, 'sqdev', x, undefined, means);
+/**
+ * Per-channel float64 mean and biased variance of x viewed as [rows, C], in two passes (Σ x, then
+ * Σ (x − mean)² with the float64 mean: no cancellation); fitsSimdPasses(x) must hold.
+ */
+export function simdMoments(backend: WasmBackend, x: TensorInfo): {mean: Float64Array; variance: Float64Array} {
+  const rows = x.shape[0] * x.shape[1] * x.shape[2];
+  const mean = channelSums(backend, 'sum', x, undefined).map((s) => s / rows);
+  const variance = channelSums(backend, 'sqdev', x, undefined, mean).map((s) => s / rows);
+  return {mean, variance};
 }
 
 /** Per-channel float64 Σ dy and Σ dy·x̂ (fitsSimdPasses(dy) must hold). */

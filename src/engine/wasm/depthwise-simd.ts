@@ -12,7 +12,7 @@
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
 import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
-import {disposeInfos, heapAddress, heapF32, heapKernels, tapRanges} from './kernel-utils.js';
+import {disposeInfos, float64Scratch, float64Values, heapAddress, heapF32, heapKernels, tapRanges} from './kernel-utils.js';
 import type {ConvGeometry, WasmBackend} from './kernel-utils.js';
 
 /** Vectors (4 channels each) per block: the full blocks, then the one-vector tail. */
@@ -165,12 +165,9 @@ export function depthwiseFilterGradSimd(backend: WasmBackend, x: TensorInfo, dy:
   const {batch, inH, inW, inC: C, outH, outW, kH, kW, strideH, strideW, padTop, padLeft} = g;
   const kernels = heapKernels<Exports>(backend, 'depthwise-simd', assemble);
   const taps = kH * kW;
-  const scratch = backend.makeOutput([2 * taps * C + 2], 'float32');
+  const sums = float64Scratch(backend, taps * C);
   const out = backend.makeOutput(filterShape, 'float32');
   try {
-    const base = Math.ceil(heapAddress(backend, scratch) / 8) * 8;
-    const sums = new Float64Array(heapF32(backend, scratch).buffer, base, taps * C);
-    sums.fill(0);
     const rowsOf = tapRanges(kH, strideH, padTop, inH, outH);
     const colsOf = tapRanges(kW, strideW, padLeft, inW, outW);
     const [xAt, dyAt] = [heapAddress(backend, x), heapAddress(backend, dy)];
@@ -183,14 +180,14 @@ export function depthwiseFilterGradSimd(backend: WasmBackend, x: TensorInfo, dy:
         if (rows === 0 || cols === 0 || batch === 0) continue;
         const xFirst = xAt + ((oy0 * strideH - padTop + kh) * inW + ox0 * strideW - padLeft + kw) * pixel;
         const dyFirst = dyAt + (oy0 * outW + ox0) * pixel;
-        const args = [xFirst, dyFirst, base + 8 * (kh * kW + kw) * C, batch, rows, cols, inH * inW * pixel, outH * outW * pixel, strideH * inW * pixel, outW * pixel, strideW * pixel, pixel] as const;
+        const args = [xFirst, dyFirst, sums.base + 8 * (kh * kW + kw) * C, batch, rows, cols, inH * inW * pixel, outH * outW * pixel, strideH * inW * pixel, outW * pixel, strideW * pixel, pixel] as const;
         if (full > 0) kernels.tap4(...args, 0, full);
         if (full < pixel) kernels.tap1(...args, full, pixel);
       }
     }
-    heapF32(backend, out).set(new Float64Array(heapF32(backend, scratch).buffer, base, taps * C)); // rounds float64 → float32
+    heapF32(backend, out).set(float64Values(backend, sums)); // rounds float64 → float32
   } finally {
-    disposeInfos(backend, [scratch]);
+    disposeInfos(backend, [sums.tensor]);
   }
   return out;
 }

@@ -19,8 +19,8 @@
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
 import {addTo, advanceBelow, countdown, END, functionCode, get, I32, i32, i32const, LOOP, moduleBytes, name, op, section, set, splat32, V128, vec} from '../../util/wasm-assembler.js';
-import {disposeInfos, GEMM_CHUNK, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
-import type {WasmBackend} from './kernel-utils.js';
+import {disposeInfos, float64Scratch, float64Values, GEMM_CHUNK, heapAddress, heapF32, heapKernels} from './kernel-utils.js';
+import type {Float64Scratch, WasmBackend} from './kernel-utils.js';
 
 /** Tile shapes: rows × 4-lane vectors of columns of the result (the last three cover the edges). */
 const TILES = [[4, 2], [4, 1], [1, 2], [1, 1]] as const;
@@ -165,17 +165,9 @@ function runTiles(kernels: Exports, form: 'tn' | 'nn', flush: Flush, rows: numbe
   run(1, 1, rows4, rows, cols8, cols);
 }
 
-/** 8-byte aligned float64 sums [count], zeroed, in a float32 scratch tensor (dispose it after). */
-function float64Scratch(backend: WasmBackend, count: number): {scratch: TensorInfo; base: number} {
-  const scratch = backend.makeOutput([2 * count + 2], 'float32');
-  const base = Math.ceil(heapAddress(backend, scratch) / 8) * 8;
-  new Float64Array(heapF32(backend, scratch).buffer, base, count).fill(0);
-  return {scratch, base};
-}
-
-/** Rounds float64 sums [count] at `base` into `out` (views taken now: call after every allocation). */
-function roundInto(backend: WasmBackend, scratch: TensorInfo, base: number, out: TensorInfo, count: number): void {
-  heapF32(backend, out).set(new Float64Array(heapF32(backend, scratch).buffer, base, count));
+/** Rounds the float64 sums into `out` (views taken now: call after every allocation). */
+function roundInto(backend: WasmBackend, sums: Float64Scratch, out: TensorInfo): void {
+  heapF32(backend, out).set(float64Values(backend, sums));
 }
 
 /**
@@ -190,14 +182,14 @@ export function matMulNN(backend: WasmBackend, a: TensorInfo, b: TensorInfo, row
     runTiles(kernels, 'nn', 'store', rows, cols, rows, [heapAddress(backend, a), heapAddress(backend, b), heapAddress(backend, out), 0, inner, 4 * inner, 4 * cols]);
     return out;
   }
-  const {scratch, base} = float64Scratch(backend, rows * cols);
+  const sums = float64Scratch(backend, rows * cols);
   try {
     for (let k0 = 0; k0 < inner; k0 += GEMM_CHUNK) {
-      runTiles(kernels, 'nn', 'acc', rows, cols, rows, [heapAddress(backend, a), heapAddress(backend, b), base, k0, Math.min(GEMM_CHUNK, inner - k0), 4 * inner, 4 * cols]);
+      runTiles(kernels, 'nn', 'acc', rows, cols, rows, [heapAddress(backend, a), heapAddress(backend, b), sums.base, k0, Math.min(GEMM_CHUNK, inner - k0), 4 * inner, 4 * cols]);
     }
-    roundInto(backend, scratch, base, out, rows * cols);
+    roundInto(backend, sums, out);
   } finally {
-    disposeInfos(backend, [scratch]);
+    disposeInfos(backend, [sums.tensor]);
   }
   return out;
 }
@@ -214,20 +206,20 @@ export function sumOuterProducts(backend: WasmBackend, rows: number, cols: numbe
   if (cols % 4 !== 0) return undefined;
   const kernels = heapKernels<Exports>(backend, 'gemm-simd', assemble);
   const out = backend.makeOutput(outShape, 'float32');
-  const {scratch, base} = float64Scratch(backend, rows * cols);
+  const sums = float64Scratch(backend, rows * cols);
   try {
     feed((a, b, pixels) => {
       for (let p0 = 0; p0 < pixels; p0 += GEMM_CHUNK) {
-        runTiles(kernels, 'tn', 'acc', rows, cols, ROW_BLOCK, [a, b, base, p0, Math.min(GEMM_CHUNK, pixels - p0), 4 * rows, 4 * cols]);
+        runTiles(kernels, 'tn', 'acc', rows, cols, ROW_BLOCK, [a, b, sums.base, p0, Math.min(GEMM_CHUNK, pixels - p0), 4 * rows, 4 * cols]);
       }
     });
     // After feed's allocations.
-    roundInto(backend, scratch, base, out, rows * cols);
+    roundInto(backend, sums, out);
   } catch (err) {
     disposeInfos(backend, [out]);
     throw err;
   } finally {
-    disposeInfos(backend, [scratch]);
+    disposeInfos(backend, [sums.tensor]);
   }
   return out;
 }

@@ -60,6 +60,27 @@ export function heapKernels<E>(backend: WasmBackend, key: string, assemble: () =
   return exports;
 }
 
+/** `count` float64 values in the wasm heap, 8-byte aligned inside a float32 scratch `tensor` (dispose it after use); `base` is their byte address. */
+export interface Float64Scratch {
+  tensor: TensorInfo;
+  base: number;
+  count: number;
+}
+
+/** A Float64Scratch of `count` zeros. */
+export function float64Scratch(backend: WasmBackend, count: number): Float64Scratch {
+  const tensor = backend.makeOutput([2 * count + 2], 'float32');
+  const base = Math.ceil(heapAddress(backend, tensor) / 8) * 8;
+  const scratch = {tensor, base, count};
+  float64Values(backend, scratch).fill(0);
+  return scratch;
+}
+
+/** A view of a Float64Scratch's values; take it after the last allocation (the heap may grow). */
+export function float64Values(backend: WasmBackend, scratch: Float64Scratch): Float64Array {
+  return new Float64Array(heapF32(backend, scratch.tensor).buffer, scratch.base, scratch.count);
+}
+
 /** Frees intermediate tensors made inside a kernel (the engine does not know about them). */
 export function disposeInfos(backend: WasmBackend, infos: TensorInfo[]): void {
   for (const info of infos) backend.disposeData(info.dataId);
